@@ -1,0 +1,51 @@
+"""The app's settings: one dict, ``TASKRUNS``, read on every access.
+
+Reading ``django.conf.settings`` each time (never caching at import) keeps
+``override_settings`` working in tests and lets hosts change values per environment.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.utils.module_loading import import_string
+
+DEFAULTS: dict[str, Any] = {
+    # State keys that only server code may set or remove. A PATCH naming one, in `state`
+    # or `state_remove_keys`, is rejected with 400 `protected_key`.
+    "PROTECTED_STATE_KEYS": [],
+    # State keys removed when a run is resumed in cloud (e.g. a local sandbox's address).
+    "RESUME_CLEAR_STATE_KEYS": [],
+    # Dotted path to a callable `starter(run)` that launches the cloud worker for a run being
+    # resumed in cloud. It runs inside the resume transaction; if it raises, the resume is
+    # rolled back and the client gets 502. `None` does nothing.
+    "CLOUD_STARTER": None,
+    # Dotted path to the class deciding which projects a user may see (see taskruns.access).
+    "ACCESS_POLICY": "taskruns.access.ProjectMembershipPolicy",
+    # A replacement status transition table: {from_status: [allowed targets]}. `None` uses
+    # the built-in table of taskruns.transitions. A bad table is a system-check error.
+    "TRANSITIONS": None,
+}
+
+
+class TaskRunsSettings:
+    """Attribute access to ``settings.TASKRUNS`` with the defaults above filled in."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(f"TASKRUNS has no setting {name!r}")
+        return user_settings().get(name, DEFAULTS[name])
+
+    def import_from(self, name: str) -> Any:
+        """Import the object named by a dotted-path setting, or None when it is unset."""
+        path = getattr(self, name)
+        return import_string(path) if path else None
+
+
+def user_settings() -> dict[str, Any]:
+    """The host's ``TASKRUNS`` dict, or an empty one."""
+    return getattr(django_settings, "TASKRUNS", None) or {}
+
+
+app_settings = TaskRunsSettings()

@@ -1,0 +1,48 @@
+"""The errors the app raises: DRF exceptions with stable codes.
+
+The host's EXCEPTION_HANDLER decides how they are rendered. Conflicts additionally carry
+``extra``: facts a client needs to recover (the run's current status, the allowed targets),
+which the app's views add to whatever body the host's handler produced.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils.translation import gettext_lazy as _
+from rest_framework import status
+from rest_framework.exceptions import APIException
+
+
+class TaskRunsError(APIException):
+    """Base class of the app's own API errors."""
+
+    extra: dict[str, Any]
+
+    def __init__(self, detail=None, code=None, **extra: Any) -> None:
+        super().__init__(detail, code)
+        self.extra = {"code": code or self.default_code, **extra}
+
+
+class InvalidTransition(TaskRunsError):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = _("This status change is not allowed.")
+    default_code = "invalid_transition"
+
+    def __init__(self, current_status: str, target: str, allowed: list[str], field: str = "status") -> None:
+        detail = _("Cannot change {field} of a run in status '{current}' to '{target}'.").format(
+            field=field, current=current_status, target=target
+        )
+        super().__init__(detail, current_status=current_status, allowed_statuses=allowed)
+
+
+class AlreadyActiveInCloud(TaskRunsError):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = _("Run is already active in cloud")
+    default_code = "already_active_in_cloud"
+
+
+class CloudStartFailed(TaskRunsError):
+    status_code = status.HTTP_502_BAD_GATEWAY
+    default_detail = _("Failed to start cloud workflow")
+    default_code = "cloud_start_failed"

@@ -1,0 +1,55 @@
+"""Bearer API keys: how they are made, stored and checked.
+
+Keys are 256-bit random tokens, so a plain SHA-256 is a sufficient one-way store (a slow
+password hash would only add latency to every request). A key is found by its public prefix
+and then its hash is compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from django.db import transaction
+from django.utils import timezone
+
+from .models import ApiKey
+
+KEY_MARK = "trk_"
+PREFIX_LENGTH = len(KEY_MARK) + 8
+
+
+def hash_key(raw_key: str) -> str:
+    return hashlib.sha256(raw_key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def issue_key(user, name: str, projects=()) -> tuple[ApiKey, str]:
+    """Create a key for ``user`` and return it with the raw key, which is never stored."""
+    raw_key = KEY_MARK + secrets.token_urlsafe(32)
+    with transaction.atomic():
+        api_key = ApiKey.objects.create(
+            user=user, name=name, prefix=raw_key[:PREFIX_LENGTH], key_hash=hash_key(raw_key)
+        )
+        if projects:
+            api_key.projects.set(projects)
+    return api_key, raw_key
+
+
+def find_active_key(raw_key: str) -> ApiKey | None:
+    """The active key matching ``raw_key`` (with its user loaded), or None."""
+    if not raw_key.startswith(KEY_MARK) or len(raw_key) <= PREFIX_LENGTH:
+        return None
+    candidate = (
+        ApiKey.objects.select_related("user")
+        .filter(prefix=raw_key[:PREFIX_LENGTH], revoked_at__isnull=True)
+        .first()
+    )
+    if candidate is None or not hmac.compare_digest(candidate.key_hash, hash_key(raw_key)):
+        return None
+    return candidate
+
+
+def revoke(keys) -> int:
+    """Revoke the given active keys now; returns how many were revoked."""
+    return keys.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())

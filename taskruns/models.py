@@ -1,0 +1,166 @@
+"""Projects, tasks, their runs, and the API keys that agents use to reach them."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
+
+
+class TaskRunStatus(models.TextChoices):
+    NOT_STARTED = "not_started", "not_started"
+    QUEUED = "queued", "queued"
+    IN_PROGRESS = "in_progress", "in_progress"
+    COMPLETED = "completed", "completed"
+    FAILED = "failed", "failed"
+    CANCELLED = "cancelled", "cancelled"
+
+
+class TaskRunEnvironment(models.TextChoices):
+    LOCAL = "local", "local"
+    CLOUD = "cloud", "cloud"
+
+
+class Project(models.Model):
+    """The unit of access: every task and run belongs to one project."""
+
+    name = models.CharField(_("name"), max_length=200)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="taskruns_projects", verbose_name=_("members")
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        verbose_name = _("project")
+        verbose_name_plural = _("projects")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TaskQuerySet(models.QuerySet):
+    def alive(self) -> TaskQuerySet:
+        """Tasks that are not soft-deleted."""
+        return self.filter(deleted_at__isnull=True)
+
+
+class Task(models.Model):
+    """A piece of work for a coding agent; each attempt at it is a TaskRun."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tasks", verbose_name=_("project"))
+    title = models.CharField(_("title"), max_length=255)
+    description = models.TextField(_("description"), blank=True, default="")
+    repository = models.CharField(_("repository"), max_length=255, blank=True, default="")
+    json_schema = models.JSONField(
+        _("output JSON schema"), null=True, blank=True, help_text=_("JSON Schema that a run's output must match.")
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("created by"),
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+    deleted_at = models.DateTimeField(_("deleted at"), null=True, blank=True)
+
+    objects = TaskQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("task")
+        verbose_name_plural = _("tasks")
+        indexes = [models.Index(fields=["project", "-created_at"], name="taskruns_task_project_created")]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class TaskRun(models.Model):
+    """One execution of a task by an agent, locally or in a cloud worker.
+
+    Rows are records: they are never deleted through the API, and every write goes through
+    taskruns.updates so that the transition rules and the version counter hold.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="runs", verbose_name=_("task"))
+    # Denormalised from the task so that scoping a run needs no join.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runs", verbose_name=_("project"))
+    status = models.CharField(
+        _("status"), max_length=20, choices=TaskRunStatus.choices, default=TaskRunStatus.QUEUED
+    )
+    environment = models.CharField(
+        _("environment"), max_length=10, choices=TaskRunEnvironment.choices, default=TaskRunEnvironment.LOCAL
+    )
+    stage = models.CharField(_("stage"), max_length=100, null=True, blank=True)
+    branch = models.CharField(_("branch"), max_length=255, null=True, blank=True)
+    error_message = models.TextField(_("error message"), null=True, blank=True)
+    output = models.JSONField(_("output"), null=True, blank=True)
+    state = models.JSONField(_("state"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    completed_at = models.DateTimeField(_("completed at"), null=True, blank=True)
+    version = models.PositiveBigIntegerField(
+        _("version"), default=1, help_text=_("Grows by one on every write of the row.")
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("task run")
+        verbose_name_plural = _("task runs")
+        indexes = [
+            models.Index(fields=["task", "-created_at"], name="taskruns_run_task_created"),
+            models.Index(fields=["project", "status"], name="taskruns_run_project_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_id} run {self.id} ({self.status})"
+
+    def get_absolute_url(self) -> str:
+        return reverse(
+            "taskruns:run-detail",
+            kwargs={"project_id": self.project_id, "task_id": self.task_id, "pk": self.pk},
+        )
+
+
+class ApiKey(models.Model):
+    """A Bearer key acting as its user. Only a hash is stored; the key is shown once."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="taskruns_api_keys", verbose_name=_("user")
+    )
+    name = models.CharField(_("name"), max_length=100)
+    # The public head of the key, used to find the row before the hash is compared.
+    prefix = models.CharField(_("prefix"), max_length=16, unique=True, editable=False)
+    key_hash = models.CharField(_("key hash"), max_length=64, editable=False)
+    projects = models.ManyToManyField(
+        Project,
+        blank=True,
+        related_name="+",
+        verbose_name=_("limited to projects"),
+        help_text=_("Leave empty to allow every project the user can see."),
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("API key")
+        verbose_name_plural = _("API keys")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

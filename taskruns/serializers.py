@@ -1,0 +1,192 @@
+"""Request and response shapes. Serializers check shapes; taskruns.updates applies the rules."""
+
+from __future__ import annotations
+
+from django.utils.translation import gettext_lazy as _
+from drf_spectacular.utils import extend_schema_field
+from jsonschema.exceptions import SchemaError
+from jsonschema.validators import validator_for
+from rest_framework import serializers
+
+from .conf import app_settings
+from .models import Task, TaskRun, TaskRunEnvironment, TaskRunStatus
+
+
+class StrictCharField(serializers.CharField):
+    """A CharField that refuses numbers and booleans instead of quietly turning them into text."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+def _check_column_length(value: str | None, field_name: str) -> str | None:
+    # Checked here rather than with max_length= so that the OpenAPI component stays exactly
+    # PostHog's (which declares no maxLength), while over-long values still get a 400.
+    limit = TaskRun._meta.get_field(field_name).max_length
+    if value is not None and len(value) > limit:
+        raise serializers.ValidationError(
+            _("Ensure this field has no more than {limit} characters.").format(limit=limit), code="max_length"
+        )
+    return value
+
+
+class TaskRunUpdateSerializer(serializers.Serializer):
+    """The PATCH body of a run: PostHog's ``PatchedTaskRunUpdate``, field for field."""
+
+    status = serializers.ChoiceField(
+        choices=TaskRunStatus.choices, required=False, help_text="Current execution status"
+    )
+    branch = StrictCharField(
+        required=False, allow_null=True, trim_whitespace=False, help_text="Git branch name to associate with the task"
+    )
+    stage = StrictCharField(
+        required=False,
+        allow_null=True,
+        trim_whitespace=False,
+        help_text="Current stage of the run (e.g. research, plan, build)",
+    )
+    output = serializers.JSONField(required=False, allow_null=True, help_text="Output from the run")
+    state = serializers.JSONField(required=False, help_text="State of the run")
+    state_remove_keys = serializers.ListField(
+        child=StrictCharField(allow_blank=True, trim_whitespace=False),
+        required=False,
+        help_text="State keys to remove atomically before applying any state updates.",
+    )
+    error_message = StrictCharField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        trim_whitespace=False,
+        help_text="Error message if execution failed",
+    )
+    environment = serializers.ChoiceField(
+        choices=[(TaskRunEnvironment.LOCAL.value, TaskRunEnvironment.LOCAL.label)],
+        required=False,
+        help_text=(
+            "Transition a cloud run to local. Use the resume_in_cloud action to move a run into cloud."
+        ),
+        error_messages={
+            "invalid_choice": _(
+                '"{input}" is not a valid choice. A PATCH can only move a run to local; '
+                "use the resume_in_cloud action to move a run into cloud."
+            )
+        },
+    )
+
+    def validate_branch(self, value):
+        return _check_column_length(value, "branch")
+
+    def validate_stage(self, value):
+        return _check_column_length(value, "stage")
+
+    def validate_state(self, value):
+        if not isinstance(value, dict):
+            raise serializers.ValidationError(_("State must be a JSON object."), code="not_an_object")
+        return value
+
+    def validate_state_remove_keys(self, value):
+        if not value:
+            raise serializers.ValidationError(_("List the keys to remove, or leave the field out."), code="empty")
+        return value
+
+    def validate(self, attrs):
+        protected = set(app_settings.PROTECTED_STATE_KEYS)
+        errors = {}
+        for field, keys in (("state", attrs.get("state", {})), ("state_remove_keys", attrs.get("state_remove_keys", []))):
+            named = sorted(protected.intersection(keys))
+            if named:
+                errors[field] = [
+                    serializers.ErrorDetail(
+                        _("These state keys are protected and can only be changed by the server: {keys}.").format(
+                            keys=", ".join(named)
+                        ),
+                        code="protected_key",
+                    )
+                ]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+
+class TaskRunSerializer(serializers.ModelSerializer):
+    """A run as every run endpoint returns it."""
+
+    log_url = serializers.SerializerMethodField(help_text="Absolute URL of the run's log, once it has one.")
+
+    class Meta:
+        model = TaskRun
+        fields = [
+            "id",
+            "task",
+            "project",
+            "status",
+            "environment",
+            "stage",
+            "branch",
+            "error_message",
+            "output",
+            "state",
+            "log_url",
+            "version",
+            "created_at",
+            "updated_at",
+            "started_at",
+            "completed_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field({"type": "string", "format": "uri", "nullable": True})
+    def get_log_url(self, run: TaskRun) -> str | None:
+        return None
+
+
+class TaskRunCreateSerializer(serializers.Serializer):
+    """The body of POST runs/: where the run starts and in which status."""
+
+    environment = serializers.ChoiceField(
+        choices=TaskRunEnvironment.choices, default=TaskRunEnvironment.LOCAL, help_text="Where the run executes."
+    )
+    status = serializers.ChoiceField(
+        choices=[(s.value, s.label) for s in (TaskRunStatus.NOT_STARTED, TaskRunStatus.QUEUED)],
+        default=TaskRunStatus.QUEUED,
+        help_text="Initial status of the run.",
+    )
+
+
+class TaskSerializer(serializers.ModelSerializer):
+    """A task, as listed, created and edited."""
+
+    json_schema = serializers.JSONField(
+        required=False, allow_null=True, help_text="JSON Schema that a run's output must match."
+    )
+
+    class Meta:
+        model = Task
+        fields = [
+            "id",
+            "project",
+            "title",
+            "description",
+            "repository",
+            "json_schema",
+            "created_by",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "project", "created_by", "created_at", "updated_at"]
+
+    def validate_json_schema(self, value):
+        if value is None:
+            return value
+        if not isinstance(value, dict):
+            raise serializers.ValidationError(_("A JSON Schema must be an object."), code="not_an_object")
+        try:
+            validator_for(value).check_schema(value)
+        except SchemaError as exc:
+            raise serializers.ValidationError(
+                _("Not a valid JSON Schema: {message}").format(message=exc.message), code="invalid_json_schema"
+            ) from None
+        return value
+
