@@ -1,1 +1,180 @@
-from django.contrib import admin
+"""Admin screens. Run changes made here go through taskruns.updates like any API write."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from django.contrib import admin, messages
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from . import updates
+from .exceptions import TaskRunsError
+from .keys import assign_new_key, revoke
+from .models import ApiKey, Project, Task, TaskRun, TaskRunStatus
+
+
+def pretty_json(value) -> str:
+    return format_html(
+        '<pre style="white-space: pre-wrap; margin: 0">{}</pre>',
+        json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False),
+    )
+
+
+@admin.register(Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = ["name", "id", "created_at"]
+    search_fields = ["name"]
+    filter_horizontal = ["members"]
+
+
+class TaskRunInline(admin.TabularInline):
+    model = TaskRun
+    fields = ["id", "status", "environment", "stage", "branch", "version", "updated_at"]
+    readonly_fields = fields
+    extra = 0
+    show_change_link = True
+    can_delete = False
+    ordering = ["-created_at"]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Task)
+class TaskAdmin(admin.ModelAdmin):
+    list_display = ["title", "project", "repository", "created_at", "deleted_at"]
+    list_filter = ["project", ("deleted_at", admin.EmptyFieldListFilter)]
+    search_fields = ["title", "repository"]
+    readonly_fields = ["id", "created_by", "created_at", "updated_at"]
+    inlines = [TaskRunInline]
+
+
+def _run_action(description, apply):
+    """An admin action that applies ``apply(run_id)`` to each selected run through the
+    rules, then reports what changed and what the rules refused."""
+
+    def action(modeladmin, request, queryset):
+        changed, refused = 0, []
+        for run_id in queryset.values_list("pk", flat=True):
+            try:
+                apply(run_id)
+                changed += 1
+            except TaskRunsError as exc:
+                refused.append(f"{run_id}: {exc.detail}")
+        if changed:
+            modeladmin.message_user(
+                request, ngettext("%d run changed.", "%d runs changed.", changed) % changed, messages.SUCCESS
+            )
+        if refused:
+            modeladmin.message_user(
+                request,
+                _("%(count)d could not be changed: %(reasons)s")
+                % {"count": len(refused), "reasons": "; ".join(refused)},
+                messages.WARNING,
+            )
+
+    action.short_description = description
+    return action
+
+
+def _status_action(status: str):
+    action = _run_action(
+        _("Mark selected runs as %(status)s") % {"status": status},
+        lambda run_id: updates.update_run(run_id, {"status": status}),
+    )
+    action.__name__ = f"mark_{status}"
+    return action
+
+
+@admin.register(TaskRun)
+class TaskRunAdmin(admin.ModelAdmin):
+    list_display = ["id", "task", "project", "status", "environment", "stage", "branch", "version", "updated_at"]
+    list_filter = ["status", "environment", "project"]
+    list_select_related = ["task", "project"]
+    search_fields = ["branch", "stage", "task__title"]
+    fields = [
+        "id",
+        "task",
+        "project",
+        "status",
+        "environment",
+        "stage",
+        "branch",
+        "error_message",
+        "state_json",
+        "output_json",
+        "version",
+        "created_at",
+        "updated_at",
+        "started_at",
+        "completed_at",
+    ]
+    # Status and environment move only through the actions, which apply the transition rules.
+    readonly_fields = [f for f in fields if f not in ("stage", "branch", "error_message")]
+    actions = [_status_action(s) for s in TaskRunStatus.values if s != TaskRunStatus.NOT_STARTED] + [
+        _run_action(_("Resume selected runs in cloud"), updates.resume_in_cloud)
+    ]
+
+    @admin.display(description=_("state"))
+    def state_json(self, run: TaskRun) -> str:
+        return pretty_json(run.state)
+
+    @admin.display(description=_("output"))
+    def output_json(self, run: TaskRun) -> str:
+        return pretty_json(run.output)
+
+    def get_search_results(self, request, queryset, search_term):
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        try:
+            run_id = uuid.UUID(search_term.strip())
+        except ValueError:
+            return results, may_have_duplicates
+        return results | queryset.filter(pk=run_id), may_have_duplicates
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # runs are records
+
+    def save_model(self, request, obj, form, change):
+        # Through the same write path as the API, so the row is locked and its version grows.
+        updates.update_run(obj.pk, {name: form.cleaned_data[name] for name in form.changed_data})
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ["name", "user", "prefix", "created_at", "last_used_at", "revoked_at"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "prefix", "user__username"]
+    filter_horizontal = ["projects"]
+    actions = ["revoke_keys"]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        return ["user", "prefix", "created_at", "last_used_at", "revoked_at"]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["user", "name", "projects"]
+        return ["user", "name", "prefix", "projects", "created_at", "last_used_at", "revoked_at"]
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            raw_key = assign_new_key(obj)
+            self.message_user(
+                request,
+                _("The new API key is %(key)s — copy it now: it is stored only as a hash and will not be shown again.")
+                % {"key": raw_key},
+                messages.SUCCESS,
+            )
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description=_("Revoke selected API keys"))
+    def revoke_keys(self, request, queryset):
+        count = revoke(queryset)
+        self.message_user(request, ngettext("%d key revoked.", "%d keys revoked.", count) % count, messages.SUCCESS)

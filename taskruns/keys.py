@@ -24,13 +24,20 @@ def hash_key(raw_key: str) -> str:
     return hashlib.sha256(raw_key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def issue_key(user, name: str, projects=()) -> tuple[ApiKey, str]:
-    """Create a key for ``user`` and return it with the raw key, which is never stored."""
+def assign_new_key(api_key: ApiKey) -> str:
+    """Give an unsaved ApiKey a fresh secret; returns the raw key, which is never stored."""
     raw_key = KEY_MARK + secrets.token_urlsafe(32)
+    api_key.prefix = raw_key[:PREFIX_LENGTH]
+    api_key.key_hash = hash_key(raw_key)
+    return raw_key
+
+
+def issue_key(user, name: str, projects=()) -> tuple[ApiKey, str]:
+    """Create a key for ``user`` and return it with the raw key."""
+    api_key = ApiKey(user=user, name=name)
+    raw_key = assign_new_key(api_key)
     with transaction.atomic():
-        api_key = ApiKey.objects.create(
-            user=user, name=name, prefix=raw_key[:PREFIX_LENGTH], key_hash=hash_key(raw_key)
-        )
+        api_key.save()
         if projects:
             api_key.projects.set(projects)
     return api_key, raw_key
