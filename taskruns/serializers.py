@@ -32,8 +32,10 @@ def _check_column_length(value: str | None, field_name: str) -> str | None:
     return value
 
 
+# The PATCH body of a run: PostHog's ``PatchedTaskRunUpdate``, field for field. (A comment, not
+# a docstring: drf-spectacular would publish a docstring as the component's description, and
+# the component must equal PostHog's.)
 class TaskRunUpdateSerializer(serializers.Serializer):
-    """The PATCH body of a run: PostHog's ``PatchedTaskRunUpdate``, field for field."""
 
     status = serializers.ChoiceField(
         choices=TaskRunStatus.choices, required=False, help_text="Current execution status"

@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from . import updates
 from .access import visible_projects
 from .exceptions import TaskRunsError
-from .models import Task, TaskRun
+from .models import Project, Task, TaskRun
 from .openapi import TaskRunsAutoSchema
 from .serializers import TaskRunCreateSerializer, TaskRunSerializer, TaskRunUpdateSerializer, TaskSerializer
 
@@ -46,6 +46,10 @@ class ProjectScopedViewSet(viewsets.GenericViewSet):
         if project_id > MAX_BIGINT:  # no such row, and too big for the database to compare
             raise NotFound()
         return project_id
+
+    def get_project(self) -> Project:
+        """The URL's project, or 404 when this request may not see it."""
+        return get_object_or_404(visible_projects(self.request), pk=self.project_id)
 
     def visible_tasks(self):
         """Live tasks of the URL's project, if this request may see that project."""
@@ -89,9 +93,12 @@ class TaskViewSet(
         parse_uuid(self.kwargs["pk"])
         return super().get_object()
 
+    def list(self, request, *args, **kwargs):
+        self.get_project()  # an unknown or hidden project is a 404, not an empty list
+        return super().list(request, *args, **kwargs)
+
     def perform_create(self, serializer):
-        project = get_object_or_404(visible_projects(self.request), pk=self.project_id)
-        serializer.save(project=project, created_by=self.request.user)
+        serializer.save(project=self.get_project(), created_by=self.request.user)
 
     def perform_destroy(self, instance):
         Task.objects.filter(pk=instance.pk).update(deleted_at=timezone.now())

@@ -1,0 +1,160 @@
+"""Authentication and project scoping (design §2): 401 with WWW-Authenticate, 404 out of scope."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
+
+from taskruns.keys import hash_key, issue_key, revoke
+from taskruns.models import ApiKey, Project, Task, TaskRun
+
+from .conftest import run_url, runs_url, stored, tasks_url
+
+
+def bearer(raw_key: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+    return client
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Bearer trk_wrongwrongwrongwrongwrongwrongwrongwrongwro", "Bearer", "Bearer a b", "Bearer nottrk", "Bearer \u00e9t\u00e9"],
+)
+def test_missing_or_bad_credentials_are_a_401_with_www_authenticate(run, authorization):
+    client = APIClient()
+    if authorization:
+        client.credentials(HTTP_AUTHORIZATION=authorization.encode("utf-8").decode("latin-1"))
+    response = client.get(run_url(run))
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_patch_without_credentials_changes_nothing(run):
+    before = stored(run)
+    response = APIClient().patch(run_url(run), {"stage": "x"}, format="json")
+    assert response.status_code == 401
+    assert stored(run) == before
+
+
+def test_a_revoked_key_is_a_401(run, user):
+    api_key, raw = issue_key(user, "soon revoked")
+    assert bearer(raw).get(run_url(run)).status_code == 200
+    revoke(ApiKey.objects.filter(pk=api_key.pk))
+    assert bearer(raw).get(run_url(run)).status_code == 401
+
+
+def test_a_key_of_an_inactive_user_is_a_401(run, user, raw_key):
+    get_user_model().objects.filter(pk=user.pk).update(is_active=False)
+    assert bearer(raw_key).get(run_url(run)).status_code == 401
+
+
+def test_keys_are_stored_only_as_a_hash(user):
+    api_key, raw = issue_key(user, "k")
+    row = ApiKey.objects.filter(pk=api_key.pk).values().get()
+    assert raw not in {str(v) for v in row.values()}
+    assert row["key_hash"] == hash_key(raw)
+
+
+def test_authenticating_records_last_use(run, user):
+    api_key, raw = issue_key(user, "k")
+    assert ApiKey.objects.get(pk=api_key.pk).last_used_at is None
+    bearer(raw).get(run_url(run))
+    assert ApiKey.objects.get(pk=api_key.pk).last_used_at is not None
+
+
+@pytest.fixture
+def other_project(db):
+    stranger = get_user_model().objects.create_user("stranger")
+    project = Project.objects.create(name="Other")
+    project.members.add(stranger)
+    task = Task.objects.create(project=project, title="Not yours")
+    run = TaskRun.objects.create(task=task, project=project)
+    return project, task, run
+
+
+def routes(project_id, task_id, run_id):
+    runs = f"/api/projects/{project_id}/tasks/{task_id}/runs/"
+    return [
+        ("get", f"/api/projects/{project_id}/tasks/", None),
+        ("post", f"/api/projects/{project_id}/tasks/", {"title": "x"}),
+        ("get", f"/api/projects/{project_id}/tasks/{task_id}/", None),
+        ("patch", f"/api/projects/{project_id}/tasks/{task_id}/", {"title": "x"}),
+        ("delete", f"/api/projects/{project_id}/tasks/{task_id}/", None),
+        ("get", runs, None),
+        ("post", runs, {}),
+        ("get", f"{runs}{run_id}/", None),
+        ("patch", f"{runs}{run_id}/", {"stage": "x"}),
+        ("post", f"{runs}{run_id}/resume_in_cloud/", None),
+    ]
+
+
+@pytest.mark.parametrize("index", range(10))
+def test_another_projects_rows_are_404_on_every_route(api, other_project, index):
+    project, task, run = other_project
+    method, url, body = routes(project.pk, task.pk, run.pk)[index]
+    before_run, before_task = stored(run), Task.objects.filter(pk=task.pk).values().get()
+    response = getattr(api, method)(url, body, format="json")
+    assert response.status_code == 404
+    assert stored(run) == before_run
+    assert Task.objects.filter(pk=task.pk).values().get() == before_task
+    assert Task.objects.filter(project=project).count() == 1
+
+
+@pytest.mark.parametrize("index", range(10))
+def test_a_key_limited_to_another_project_sees_404(run, user, index):
+    elsewhere = Project.objects.create(name="Elsewhere")
+    elsewhere.members.add(user)
+    _, raw = issue_key(user, "limited", projects=[elsewhere])
+    method, url, body = routes(run.project_id, run.task_id, run.pk)[index]
+    before = stored(run)
+    response = getattr(bearer(raw), method)(url, body, format="json")
+    assert response.status_code == 404
+    assert stored(run) == before
+
+
+def test_a_key_limited_to_the_project_works(run, user):
+    _, raw = issue_key(user, "limited", projects=[run.project])
+    assert bearer(raw).get(run_url(run)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/projects/1/tasks/not-a-uuid/",
+        "/api/projects/1/tasks/not-a-uuid/runs/",
+        "/api/projects/99999999999999999999999/tasks/",
+        "/api/projects/{project}/tasks/{task}/runs/not-a-uuid/",
+        "/api/projects/{project}/tasks/{task}/runs/{random}/",
+        "/api/projects/{project}/tasks/{random}/runs/{run}/",
+    ],
+)
+def test_malformed_or_unknown_ids_are_404(api, run, url):
+    url = url.format(project=run.project_id, task=run.task_id, run=run.pk, random=uuid.uuid4())
+    assert api.get(url).status_code == 404
+    assert api.patch(url, {"stage": "x"}, format="json").status_code in (404, 405)
+
+
+def test_a_run_is_not_reachable_through_another_task(api, run, task):
+    sibling = Task.objects.create(project=task.project, title="Sibling")
+    assert api.get(f"{runs_url(sibling)}{run.pk}/").status_code == 404
+
+
+def test_session_login_drives_the_api_and_needs_csrf_for_writes(run, user):
+    client = APIClient(enforce_csrf_checks=True)
+    client.login(username="member", password="pw")
+    assert client.get(run_url(run)).status_code == 200
+    response = client.patch(run_url(run), {"stage": "x"}, format="json")
+    assert response.status_code == 403
+    assert TaskRun.objects.get(pk=run.pk).stage is None
+
+
+def test_session_user_outside_the_project_gets_404(run):
+    get_user_model().objects.create_user("outsider", password="pw")
+    client = APIClient()
+    client.login(username="outsider", password="pw")
+    assert client.get(run_url(run)).status_code == 404
+    assert client.get(tasks_url(run.project_id)).status_code == 404

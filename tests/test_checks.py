@@ -1,0 +1,36 @@
+"""System checks on TASKRUNS (taskruns.E00x)."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.test import override_settings
+
+from taskruns.checks import check_settings
+
+
+@pytest.mark.parametrize(
+    ("config", "check_id"),
+    [
+        ("nope", "taskruns.E001"),
+        ({"PROTECTED_STATE_KEYS": "token"}, "taskruns.E003"),
+        ({"RESUME_CLEAR_STATE_KEYS": [1]}, "taskruns.E003"),
+        ({"CLOUD_STARTER": "no.such.module.start"}, "taskruns.E004"),
+        ({"ACCESS_POLICY": "taskruns.access.Missing"}, "taskruns.E004"),
+        ({"CLOUD_STARTER": "taskruns.conf.DEFAULTS"}, "taskruns.E004"),
+        ({"SPELLING_MISTAKE": 1}, "taskruns.W001"),
+    ],
+)
+def test_bad_settings_are_reported(config, check_id):
+    with override_settings(TASKRUNS=config):
+        assert check_id in {message.id for message in check_settings()}
+
+
+def test_the_demo_settings_pass():
+    assert check_settings() == []
+
+
+def test_an_error_stops_manage_py():
+    with override_settings(TASKRUNS={"CLOUD_STARTER": "no.such.thing"}), pytest.raises(SystemCheckError):
+        call_command("check")
