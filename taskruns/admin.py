@@ -52,7 +52,7 @@ class TaskAdmin(admin.ModelAdmin):
     inlines = [TaskRunInline]
 
 
-def _run_action(description, apply):
+def _run_action(name: str, description, apply):
     """An admin action that applies ``apply(run_id)`` to each selected run through the
     rules, then reports what changed and what the rules refused."""
 
@@ -76,17 +76,17 @@ def _run_action(description, apply):
                 messages.WARNING,
             )
 
+    action.__name__ = name
     action.short_description = description
     return action
 
 
 def _status_action(status: str):
-    action = _run_action(
+    return _run_action(
+        f"mark_{status}",
         _("Mark selected runs as %(status)s") % {"status": status},
         lambda run_id: updates.update_run(run_id, {"status": status}),
     )
-    action.__name__ = f"mark_{status}"
-    return action
 
 
 @admin.register(TaskRun)
@@ -115,7 +115,7 @@ class TaskRunAdmin(admin.ModelAdmin):
     # Status and environment move only through the actions, which apply the transition rules.
     readonly_fields = [f for f in fields if f not in ("stage", "branch", "error_message")]
     actions = [_status_action(s) for s in TaskRunStatus.values if s != TaskRunStatus.NOT_STARTED] + [
-        _run_action(_("Resume selected runs in cloud"), updates.resume_in_cloud)
+        _run_action("resume_in_cloud", _("Resume selected runs in cloud"), updates.resume_in_cloud)
     ]
 
     @admin.display(description=_("state"))

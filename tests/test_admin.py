@@ -1,0 +1,110 @@
+"""Admin screens: run actions go through the transition rules, keys are shown once."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from taskruns.keys import hash_key
+from taskruns.models import ApiKey, TaskRun
+
+from .conftest import run_url
+
+
+@pytest.fixture
+def admin_client(client, db):
+    get_user_model().objects.create_superuser("boss", password="pw")
+    client.login(username="boss", password="pw")
+    return client
+
+
+def run_action(admin_client, action, runs):
+    return admin_client.post(
+        "/admin/taskruns/taskrun/",
+        {"action": action, "_selected_action": [str(r.pk) for r in runs]},
+        follow=True,
+    )
+
+
+def test_status_action_changes_allowed_runs_and_reports_the_rest(admin_client, task, run):
+    done = TaskRun.objects.create(task=task, project=task.project, status="completed")
+    version = TaskRun.objects.get(pk=done.pk).version
+    response = run_action(admin_client, "mark_cancelled", [run, done])
+    page = response.content.decode()
+    assert "1 run changed." in page
+    assert "1 could not be changed" in page and str(done.pk) in page
+    assert TaskRun.objects.get(pk=run.pk).status == "cancelled"
+    assert TaskRun.objects.get(pk=run.pk).completed_at is not None
+    assert TaskRun.objects.get(pk=done.pk).status == "completed"
+    assert TaskRun.objects.get(pk=done.pk).version == version
+
+
+def test_resume_action_moves_runs_into_cloud(admin_client, run):
+    TaskRun.objects.filter(pk=run.pk).update(status="failed")
+    page = run_action(admin_client, "resume_in_cloud", [run]).content.decode()
+    assert "1 run changed." in page
+    row = TaskRun.objects.get(pk=run.pk)
+    assert (row.status, row.environment) == ("queued", "cloud")
+    # A second resume is refused (already active in cloud) and reported, not raised.
+    page = run_action(admin_client, "resume_in_cloud", [run]).content.decode()
+    assert "1 could not be changed" in page and "already active in cloud" in page
+
+
+def test_run_change_form_saves_through_the_write_path(admin_client, run):
+    response = admin_client.post(
+        f"/admin/taskruns/taskrun/{run.pk}/change/",
+        {"stage": "review", "branch": "fix/x", "error_message": ""},
+        follow=True,
+    )
+    assert response.status_code == 200
+    row = TaskRun.objects.get(pk=run.pk)
+    assert (row.stage, row.branch, row.status) == ("review", "fix/x", "queued")
+    assert row.version == run.version + 1
+
+
+def test_run_page_shows_state_as_readable_json(admin_client, run):
+    TaskRun.objects.filter(pk=run.pk).update(state={"plan": ["a", "b"], "ü": 1})
+    page = admin_client.get(f"/admin/taskruns/taskrun/{run.pk}/change/").content.decode()
+    assert "<pre" in page and "&quot;plan&quot;: [" in page and "ü" in page
+
+
+def test_run_list_filters_and_searches(admin_client, task, run):
+    other = TaskRun.objects.create(task=task, project=task.project, status="failed", branch="feature/needle")
+    listing = admin_client.get("/admin/taskruns/taskrun/", {"status__exact": "failed"}).content.decode()
+    assert str(other.pk) in listing and str(run.pk) not in listing
+    assert str(other.pk) in admin_client.get("/admin/taskruns/taskrun/", {"q": "needle"}).content.decode()
+    by_id = admin_client.get("/admin/taskruns/taskrun/", {"q": str(run.pk)}).content.decode()
+    assert str(run.pk) in by_id and str(other.pk) not in by_id
+    assert str(run.pk) in admin_client.get("/admin/taskruns/taskrun/", {"q": task.title}).content.decode()
+
+
+def test_runs_cannot_be_deleted_in_the_admin(admin_client, run):
+    assert admin_client.get(f"/admin/taskruns/taskrun/{run.pk}/delete/").status_code == 403
+
+
+def test_task_page_lists_its_runs_inline(admin_client, task, run):
+    page = admin_client.get(f"/admin/taskruns/task/{task.pk}/change/").content.decode()
+    assert str(run.pk) in page
+
+
+def test_new_api_key_is_shown_once_and_works(admin_client, user, run):
+    response = admin_client.post(
+        "/admin/taskruns/apikey/add/", {"user": user.pk, "name": "ci agent", "projects": []}, follow=True
+    )
+    raw = re.search(r"trk_[A-Za-z0-9_-]{43}", response.content.decode()).group(0)
+    key = ApiKey.objects.get(name="ci agent")
+    assert key.key_hash == hash_key(raw) and key.prefix == raw[: len(key.prefix)]
+    assert raw not in admin_client.get(f"/admin/taskruns/apikey/{key.pk}/change/").content.decode()
+    assert admin_client.get(run_url(run), HTTP_AUTHORIZATION=f"Bearer {raw}").status_code == 200
+
+
+def test_revoke_action_disables_keys(admin_client, user, run):
+    from taskruns.keys import issue_key
+
+    key, raw = issue_key(user, "old")
+    admin_client.post("/admin/taskruns/apikey/", {"action": "revoke_keys", "_selected_action": [key.pk]})
+    assert ApiKey.objects.get(pk=key.pk).revoked_at is not None
+    admin_client.logout()
+    assert admin_client.get(run_url(run), HTTP_AUTHORIZATION=f"Bearer {raw}").status_code == 401
