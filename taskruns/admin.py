@@ -91,7 +91,17 @@ def _status_action(status: str):
 
 @admin.register(TaskRun)
 class TaskRunAdmin(admin.ModelAdmin):
-    list_display = ["id", "task", "project", "status", "environment", "stage", "branch", "version", "updated_at"]
+    list_display = [
+        "id",
+        "task",
+        "project",
+        "status",
+        "environment",
+        "stage",
+        "branch",
+        "version",
+        "updated_at",
+    ]
     list_filter = ["status", "environment", "project"]
     list_select_related = ["task", "project"]
     search_fields = ["branch", "stage", "task__title"]
@@ -168,7 +178,10 @@ class ApiKeyAdmin(admin.ModelAdmin):
             raw_key = assign_new_key(obj)
             self.message_user(
                 request,
-                _("The new API key is %(key)s — copy it now: it is stored only as a hash and will not be shown again.")
+                _(
+                    "The new API key is %(key)s — copy it now: it is stored only as a hash "
+                    "and will not be shown again."
+                )
                 % {"key": raw_key},
                 messages.SUCCESS,
             )
@@ -177,4 +190,6 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.action(description=_("Revoke selected API keys"))
     def revoke_keys(self, request, queryset):
         count = revoke(queryset)
-        self.message_user(request, ngettext("%d key revoked.", "%d keys revoked.", count) % count, messages.SUCCESS)
+        self.message_user(
+            request, ngettext("%d key revoked.", "%d keys revoked.", count) % count, messages.SUCCESS
+        )

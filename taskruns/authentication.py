@@ -32,7 +32,8 @@ class ApiKeyAuthentication(BaseAuthentication):
             return None
         if len(parts) != 2:
             raise exceptions.AuthenticationFailed(
-                _("Invalid Authorization header: expected 'Bearer <key>'."), code="invalid_authorization_header"
+                _("Invalid Authorization header: expected 'Bearer <key>'."),
+                code="invalid_authorization_header",
             )
         try:
             raw_key = parts[1].decode("ascii")

@@ -18,12 +18,18 @@ def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     errors: list[checks.CheckMessage] = []
     for name in sorted(set(config) - set(DEFAULTS)):
         errors.append(
-            checks.Warning(f"TASKRUNS has an unknown key {name!r}.", hint=f"Known keys: {sorted(DEFAULTS)}.", id="taskruns.W001")
+            checks.Warning(
+                f"TASKRUNS has an unknown key {name!r}.",
+                hint=f"Known keys: {sorted(DEFAULTS)}.",
+                id="taskruns.W001",
+            )
         )
     errors += _check_transitions(config.get("TRANSITIONS"))
     for name in ("PROTECTED_STATE_KEYS", "RESUME_CLEAR_STATE_KEYS"):
         value = config.get(name, [])
-        if not isinstance(value, list | tuple | set | frozenset) or not all(isinstance(k, str) for k in value):
+        if not isinstance(value, list | tuple | set | frozenset) or not all(
+            isinstance(k, str) for k in value
+        ):
             errors.append(checks.Error(f"TASKRUNS[{name!r}] must be a list of strings.", id="taskruns.E003"))
     for name in ("CLOUD_STARTER", "ACCESS_POLICY"):
         path = config.get(name, DEFAULTS[name])

@@ -52,12 +52,17 @@ class Task(models.Model):
     """A piece of work for a coding agent; each attempt at it is a TaskRun."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tasks", verbose_name=_("project"))
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="tasks", verbose_name=_("project")
+    )
     title = models.CharField(_("title"), max_length=255)
     description = models.TextField(_("description"), blank=True, default="")
     repository = models.CharField(_("repository"), max_length=255, blank=True, default="")
     json_schema = models.JSONField(
-        _("output JSON schema"), null=True, blank=True, help_text=_("JSON Schema that a run's output must match.")
+        _("output JSON schema"),
+        null=True,
+        blank=True,
+        help_text=_("JSON Schema that a run's output must match."),
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -93,16 +98,19 @@ class TaskRun(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="runs", verbose_name=_("task"))
     # Denormalised from the task so that scoping a run needs no join.
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runs", verbose_name=_("project"))
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="runs", verbose_name=_("project")
+    )
     status = models.CharField(
         _("status"), max_length=20, choices=TaskRunStatus.choices, default=TaskRunStatus.QUEUED
     )
     environment = models.CharField(
         _("environment"), max_length=10, choices=TaskRunEnvironment.choices, default=TaskRunEnvironment.LOCAL
     )
-    stage = models.CharField(_("stage"), max_length=100, null=True, blank=True)
-    branch = models.CharField(_("branch"), max_length=255, null=True, blank=True)
-    error_message = models.TextField(_("error message"), null=True, blank=True)
+    # Null is part of PostHog's contract for these (a client sends null to clear), distinct from "".
+    stage = models.CharField(_("stage"), max_length=100, null=True, blank=True)  # noqa: DJ001
+    branch = models.CharField(_("branch"), max_length=255, null=True, blank=True)  # noqa: DJ001
+    error_message = models.TextField(_("error message"), null=True, blank=True)  # noqa: DJ001
     output = models.JSONField(_("output"), null=True, blank=True)
     state = models.JSONField(_("state"), default=dict, blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
@@ -136,7 +144,10 @@ class ApiKey(models.Model):
     """A Bearer key acting as its user. Only a hash is stored; the key is shown once."""
 
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="taskruns_api_keys", verbose_name=_("user")
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="taskruns_api_keys",
+        verbose_name=_("user"),
     )
     name = models.CharField(_("name"), max_length=100)
     # The public head of the key, used to find the row before the hash is compared.

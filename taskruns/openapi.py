@@ -25,7 +25,9 @@ class TaskRunsAutoSchema(AutoSchema):
     """Names operations after the path below ``projects/{project_id}/``."""
 
     def get_operation_id(self) -> str:
-        tokens = [part.replace("-", "_") for part in self.path.strip("/").split("/") if part and "{" not in part]
+        tokens = [
+            part.replace("-", "_") for part in self.path.strip("/").split("/") if part and "{" not in part
+        ]
         if "projects" in tokens:
             tokens = tokens[tokens.index("projects") + 1 :]
         if self.method == "GET" and self._is_list_view():
@@ -43,4 +45,8 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
     name = "BearerAuth"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "http", "scheme": "bearer", "description": "A taskruns API key: `Authorization: Bearer trk_…`"}
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A taskruns API key: `Authorization: Bearer trk_…`",
+        }

@@ -36,12 +36,14 @@ def _check_column_length(value: str | None, field_name: str) -> str | None:
 # a docstring: drf-spectacular would publish a docstring as the component's description, and
 # the component must equal PostHog's.)
 class TaskRunUpdateSerializer(serializers.Serializer):
-
     status = serializers.ChoiceField(
         choices=TaskRunStatus.choices, required=False, help_text="Current execution status"
     )
     branch = StrictCharField(
-        required=False, allow_null=True, trim_whitespace=False, help_text="Git branch name to associate with the task"
+        required=False,
+        allow_null=True,
+        trim_whitespace=False,
+        help_text="Git branch name to associate with the task",
     )
     stage = StrictCharField(
         required=False,
@@ -90,20 +92,25 @@ class TaskRunUpdateSerializer(serializers.Serializer):
 
     def validate_state_remove_keys(self, value):
         if not value:
-            raise serializers.ValidationError(_("List the keys to remove, or leave the field out."), code="empty")
+            raise serializers.ValidationError(
+                _("List the keys to remove, or leave the field out."), code="empty"
+            )
         return value
 
     def validate(self, attrs):
         protected = set(app_settings.PROTECTED_STATE_KEYS)
         errors = {}
-        for field, keys in (("state", attrs.get("state", {})), ("state_remove_keys", attrs.get("state_remove_keys", []))):
+        for field, keys in (
+            ("state", attrs.get("state", {})),
+            ("state_remove_keys", attrs.get("state_remove_keys", [])),
+        ):
             named = sorted(protected.intersection(keys))
             if named:
                 errors[field] = [
                     serializers.ErrorDetail(
-                        _("These state keys are protected and can only be changed by the server: {keys}.").format(
-                            keys=", ".join(named)
-                        ),
+                        _(
+                            "These state keys are protected and can only be changed by the server: {keys}."
+                        ).format(keys=", ".join(named)),
                         code="protected_key",
                     )
                 ]
@@ -148,7 +155,9 @@ class TaskRunCreateSerializer(serializers.Serializer):
     """The body of POST runs/: where the run starts and in which status."""
 
     environment = serializers.ChoiceField(
-        choices=TaskRunEnvironment.choices, default=TaskRunEnvironment.LOCAL, help_text="Where the run executes."
+        choices=TaskRunEnvironment.choices,
+        default=TaskRunEnvironment.LOCAL,
+        help_text="Where the run executes.",
     )
     status = serializers.ChoiceField(
         choices=[(s.value, s.label) for s in (TaskRunStatus.NOT_STARTED, TaskRunStatus.QUEUED)],
@@ -188,7 +197,7 @@ class TaskSerializer(serializers.ModelSerializer):
             validator_for(value).check_schema(value)
         except SchemaError as exc:
             raise serializers.ValidationError(
-                _("Not a valid JSON Schema: {message}").format(message=exc.message), code="invalid_json_schema"
+                _("Not a valid JSON Schema: {message}").format(message=exc.message),
+                code="invalid_json_schema",
             ) from None
         return value
-

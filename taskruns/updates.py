@@ -27,13 +27,26 @@ logger = logging.getLogger(__name__)
 Announcement = tuple[Signal, dict[str, Any]]
 
 #: The fields a PATCH may carry, as validated by TaskRunUpdateSerializer.
-PATCH_FIELDS = ("status", "environment", "stage", "branch", "error_message", "output", "state", "state_remove_keys")
+PATCH_FIELDS = (
+    "status",
+    "environment",
+    "stage",
+    "branch",
+    "error_message",
+    "output",
+    "state",
+    "state_remove_keys",
+)
 
 
-def create_run(task: Task, *, status: str = TaskRunStatus.QUEUED, environment: str = TaskRunEnvironment.LOCAL):
+def create_run(
+    task: Task, *, status: str = TaskRunStatus.QUEUED, environment: str = TaskRunEnvironment.LOCAL
+):
     """Create a run of ``task`` and announce it once committed."""
     with transaction.atomic():
-        run = TaskRun.objects.create(task=task, project_id=task.project_id, status=status, environment=environment)
+        run = TaskRun.objects.create(
+            task=task, project_id=task.project_id, status=status, environment=environment
+        )
         _announce_on_commit(run, [(signals.run_created, {})])
     return run
 
@@ -119,7 +132,9 @@ def apply_changes(run: TaskRun, changes: Mapping[str, Any]) -> list[Announcement
     if "output" in changes:
         run.output = merged_output(run.output, changes["output"])
     if "state_remove_keys" in changes or "state" in changes:
-        run.state = merged_state(run.state, changes.get("state") or {}, changes.get("state_remove_keys") or ())
+        run.state = merged_state(
+            run.state, changes.get("state") or {}, changes.get("state_remove_keys") or ()
+        )
     return _status_and_environment_announcements(run, old_status, old_environment)
 
 
@@ -159,7 +174,9 @@ def _check_moves(run: TaskRun, changes: Mapping[str, Any]) -> None:
 def _status_and_environment_announcements(run, old_status, old_environment) -> list[Announcement]:
     announcements: list[Announcement] = []
     if run.status != old_status:
-        announcements.append((signals.run_status_changed, {"old_status": old_status, "new_status": run.status}))
+        announcements.append(
+            (signals.run_status_changed, {"old_status": old_status, "new_status": run.status})
+        )
     if run.environment != old_environment:
         announcements.append(
             (

@@ -22,7 +22,6 @@ from .models import Project, Task, TaskRun
 from .openapi import TaskRunsAutoSchema
 from .serializers import TaskRunCreateSerializer, TaskRunSerializer, TaskRunUpdateSerializer, TaskSerializer
 
-
 MAX_BIGINT = 2**63 - 1
 
 
@@ -53,7 +52,9 @@ class ProjectScopedViewSet(viewsets.GenericViewSet):
 
     def visible_tasks(self):
         """Live tasks of the URL's project, if this request may see that project."""
-        return Task.objects.alive().filter(project_id=self.project_id, project__in=visible_projects(self.request))
+        return Task.objects.alive().filter(
+            project_id=self.project_id, project__in=visible_projects(self.request)
+        )
 
     def handle_exception(self, exc):
         response = super().handle_exception(exc)

@@ -22,7 +22,14 @@ def bearer(raw_key: str) -> APIClient:
 
 @pytest.mark.parametrize(
     "authorization",
-    [None, "Bearer trk_wrongwrongwrongwrongwrongwrongwrongwrongwro", "Bearer", "Bearer a b", "Bearer nottrk", "Bearer \u00e9t\u00e9"],
+    [
+        None,
+        "Bearer trk_wrongwrongwrongwrongwrongwrongwrongwrongwro",
+        "Bearer",
+        "Bearer a b",
+        "Bearer nottrk",
+        "Bearer \u00e9t\u00e9",
+    ],
 )
 def test_missing_or_bad_credentials_are_a_401_with_www_authenticate(run, authorization):
     client = APIClient()

@@ -184,7 +184,13 @@ def test_terminal_run_keeps_data_fields_writable(api, run):
     response = patch(api, run, body)
     assert response.status_code == 200
     row = TaskRun.objects.get(pk=run.pk)
-    assert (row.state, row.output, row.stage, row.branch, row.error_message) == ({"k": 1}, {"o": 1}, "s", "b", "e")
+    assert (row.state, row.output, row.stage, row.branch, row.error_message) == (
+        {"k": 1},
+        {"o": 1},
+        "s",
+        "b",
+        "e",
+    )
     assert row.status == "failed"
 
 
@@ -222,7 +228,9 @@ def test_protected_state_keys_are_rejected(api, run, body, attr):
     response = patch(api, run, body)
     assert response.status_code == 400
     assert error_codes(response) == {attr: "protected_key"}
-    assert ("sandbox_id" in response.json()["errors"][0]["detail"]) or ("token" in response.json()["errors"][0]["detail"])
+    assert ("sandbox_id" in response.json()["errors"][0]["detail"]) or (
+        "token" in response.json()["errors"][0]["detail"]
+    )
     assert stored(run) == before
 
 

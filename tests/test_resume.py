@@ -31,9 +31,17 @@ def resume(api, run):
 
 @pytest.mark.parametrize(
     ("status", "environment"),
-    [("completed", "local"), ("failed", "cloud"), ("cancelled", "local"), ("in_progress", "local"), ("not_started", "cloud")],
+    [
+        ("completed", "local"),
+        ("failed", "cloud"),
+        ("cancelled", "local"),
+        ("in_progress", "local"),
+        ("not_started", "cloud"),
+    ],
 )
-@override_settings(TASKRUNS={"CLOUD_STARTER": "tests.test_resume.recording_starter", "RESUME_CLEAR_STATE_KEYS": ["sandbox"]})
+@override_settings(
+    TASKRUNS={"CLOUD_STARTER": "tests.test_resume.recording_starter", "RESUME_CLEAR_STATE_KEYS": ["sandbox"]}
+)
 def test_resume_moves_the_run_into_cloud_as_queued(api, run, status, environment):
     TaskRun.objects.filter(pk=run.pk).update(
         status=status, environment=environment, error_message="boom", state={"sandbox": "x", "keep": 1}
@@ -44,7 +52,12 @@ def test_resume_moves_the_run_into_cloud_as_queued(api, run, status, environment
     response = resume(api, run)
     assert response.status_code == 200, response.content
     row = TaskRun.objects.get(pk=run.pk)
-    assert (row.status, row.environment, row.completed_at, row.error_message) == ("queued", "cloud", None, None)
+    assert (row.status, row.environment, row.completed_at, row.error_message) == (
+        "queued",
+        "cloud",
+        None,
+        None,
+    )
     assert row.state == {"keep": 1}
     assert row.version == before["version"] + 1
     assert response.json()["status"] == "queued" and response.json()["environment"] == "cloud"
@@ -63,7 +76,9 @@ def test_resume_of_a_run_already_active_in_cloud_is_a_409(api, run, status):
     assert stored(run) == before
 
 
-@override_settings(TASKRUNS={"CLOUD_STARTER": "tests.test_resume.failing_starter", "RESUME_CLEAR_STATE_KEYS": ["s"]})
+@override_settings(
+    TASKRUNS={"CLOUD_STARTER": "tests.test_resume.failing_starter", "RESUME_CLEAR_STATE_KEYS": ["s"]}
+)
 def test_a_failing_cloud_starter_rolls_everything_back(api, run):
     TaskRun.objects.filter(pk=run.pk).update(status="failed", error_message="boom", state={"s": 1})
     before = stored(run)

@@ -13,8 +13,10 @@ ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = ROOT / "openapi.yml"
 GENERATED = ROOT / "openapi.generated.yml"
 
-STATUS_CHOICES = "\n\n* `not_started` - not_started\n* `queued` - queued\n* `in_progress` - in_progress" \
+STATUS_CHOICES = (
+    "\n\n* `not_started` - not_started\n* `queued` - queued\n* `in_progress` - in_progress"
     "\n* `completed` - completed\n* `failed` - failed\n* `cancelled` - cancelled"
+)
 EXPECTED_PATCH_COMPONENT = {
     "type": "object",
     "properties": {
@@ -22,7 +24,11 @@ EXPECTED_PATCH_COMPONENT = {
             "allOf": [{"$ref": "#/components/schemas/TaskRunUpdateStatusEnum"}],
             "description": "Current execution status" + STATUS_CHOICES,
         },
-        "branch": {"type": "string", "nullable": True, "description": "Git branch name to associate with the task"},
+        "branch": {
+            "type": "string",
+            "nullable": True,
+            "description": "Git branch name to associate with the task",
+        },
         "stage": {
             "type": "string",
             "nullable": True,
@@ -35,11 +41,15 @@ EXPECTED_PATCH_COMPONENT = {
             "items": {"type": "string"},
             "description": "State keys to remove atomically before applying any state updates.",
         },
-        "error_message": {"type": "string", "nullable": True, "description": "Error message if execution failed"},
+        "error_message": {
+            "type": "string",
+            "nullable": True,
+            "description": "Error message if execution failed",
+        },
         "environment": {
             "allOf": [{"$ref": "#/components/schemas/TaskRunUpdateEnvironmentEnum"}],
-            "description": "Transition a cloud run to local. Use the resume_in_cloud action to move a run into "
-            "cloud.\n\n* `local` - local",
+            "description": "Transition a cloud run to local. "
+            "Use the resume_in_cloud action to move a run into cloud.\n\n* `local` - local",
         },
     },
 }
@@ -68,7 +78,12 @@ def test_patch_component_is_posthogs(tmp_path):
     components = yaml.safe_load(generate(tmp_path))["components"]["schemas"]
     assert components["PatchedTaskRunUpdate"] == EXPECTED_PATCH_COMPONENT
     assert components["TaskRunUpdateStatusEnum"]["enum"] == [
-        "not_started", "queued", "in_progress", "completed", "failed", "cancelled"
+        "not_started",
+        "queued",
+        "in_progress",
+        "completed",
+        "failed",
+        "cancelled",
     ]
     assert components["TaskRunUpdateEnvironmentEnum"]["enum"] == ["local"]
 

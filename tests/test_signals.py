@@ -15,8 +15,15 @@ def received():
 
     def make(name):
         def receiver(sender, run, **kwargs):
-            calls.append((name, str(run.pk), kwargs.get("old_status") or kwargs.get("old_environment"),
-                          kwargs.get("new_status") or kwargs.get("new_environment")))
+            calls.append(
+                (
+                    name,
+                    str(run.pk),
+                    kwargs.get("old_status") or kwargs.get("old_environment"),
+                    kwargs.get("new_status") or kwargs.get("new_environment"),
+                )
+            )
+
         return receiver
 
     receivers = {
@@ -43,7 +50,9 @@ def test_status_change_is_announced_after_commit(api, run, received, django_capt
 
 def test_no_signal_without_a_real_change(api, run, received, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        api.patch(run_url(run), {"status": "queued", "environment": "local", "state": {"a": 1}}, format="json")
+        api.patch(
+            run_url(run), {"status": "queued", "environment": "local", "state": {"a": 1}}, format="json"
+        )
     assert received == []
 
 

@@ -10,7 +10,9 @@ from .conftest import error_codes, run_url, runs_url, tasks_url
 
 
 def test_create_task_sets_project_and_creator(api, project, user):
-    response = api.post(tasks_url(project.pk), {"title": "Add dark mode", "repository": "acme/web"}, format="json")
+    response = api.post(
+        tasks_url(project.pk), {"title": "Add dark mode", "repository": "acme/web"}, format="json"
+    )
     assert response.status_code == 201
     task = Task.objects.get(pk=response.json()["id"])
     assert (task.project_id, task.created_by_id, task.title) == (project.pk, user.pk, "Add dark mode")
@@ -36,7 +38,9 @@ def test_task_patch_edits_fields(api, task):
 
 
 def test_task_put_is_not_allowed(api, task):
-    assert api.put(f"{tasks_url(task.project_id)}{task.pk}/", {"title": "x"}, format="json").status_code == 405
+    assert (
+        api.put(f"{tasks_url(task.project_id)}{task.pk}/", {"title": "x"}, format="json").status_code == 405
+    )
 
 
 def test_delete_soft_deletes_the_task_and_keeps_its_runs(api, task, run):
@@ -71,7 +75,9 @@ def test_create_run_with_environment_and_status(api, task):
     assert (run.status, run.environment) == ("not_started", "cloud")
 
 
-@pytest.mark.parametrize(("body", "attr"), [({"status": "in_progress"}, "status"), ({"environment": "moon"}, "environment")])
+@pytest.mark.parametrize(
+    ("body", "attr"), [({"status": "in_progress"}, "status"), ({"environment": "moon"}, "environment")]
+)
 def test_create_run_rejects_other_starting_points(api, task, body, attr):
     response = api.post(runs_url(task), body, format="json")
     assert response.status_code == 400 and error_codes(response) == {attr: "invalid_choice"}

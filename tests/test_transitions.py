@@ -96,5 +96,8 @@ def test_a_host_can_replace_the_table(api, run):
     ],
 )
 def test_a_bad_table_is_a_system_check_error(table):
-    with override_settings(TASKRUNS={"TRANSITIONS": table}), pytest.raises(SystemCheckError, match="taskruns.E002"):
+    with (
+        override_settings(TASKRUNS={"TRANSITIONS": table}),
+        pytest.raises(SystemCheckError, match="taskruns.E002"),
+    ):
         call_command("check")

@@ -23,7 +23,9 @@ class Command(BaseCommand):
         parser.add_argument("--username", default="demo")
         parser.add_argument("--password", default="demo")
         parser.add_argument("--base-url", default="http://127.0.0.1:8000")
-        parser.add_argument("--json", action="store_true", dest="as_json", help="Print the demo data as one JSON object.")
+        parser.add_argument(
+            "--json", action="store_true", dest="as_json", help="Print the demo data as one JSON object."
+        )
 
     def handle(self, *args, username, password, base_url, as_json: bool, **options):
         with transaction.atomic():
@@ -73,10 +75,10 @@ class Command(BaseCommand):
                     "",
                     "Try it:",
                     f"  curl -s -H 'Authorization: Bearer {raw_key}' {facts['run_url']}",
-                    f"  curl -s -X PATCH -H 'Authorization: Bearer {raw_key}' -H 'Content-Type: application/json' \\",
-                    f"       -d '{{\"status\": \"in_progress\", \"state\": {{\"step\": 1}}}}' {facts['run_url']}",
+                    f"  curl -s -X PATCH -H 'Authorization: Bearer {raw_key}' \\",
+                    "       -H 'Content-Type: application/json' \\",
+                    f'       -d \'{{"status": "in_progress", "state": {{"step": 1}}}}\' {facts["run_url"]}',
                     f"  Swagger UI: {base_url}/api/docs/   Redoc: {base_url}/api/redoc/",
                 ]
             )
         )
-

@@ -1,0 +1,82 @@
+"""A person in a browser: log in, PATCH a run through DRF's browsable API, then cancel it with an
+admin action. Headless Debian Chromium driven by Playwright, against a live server."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connections
+
+from taskruns import updates
+from taskruns.models import Project, Task, TaskRun
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+def page(monkeypatch):
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes
+    # around it are plain synchronous calls.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser.new_page()
+        finally:
+            browser.close()
+            # The ORM calls made while Playwright runs get their own connection (Playwright's
+            # greenlet has its own context); close it so the test database can be dropped.
+            connections.close_all()
+
+
+@pytest.fixture
+def demo_run():
+    user = get_user_model().objects.create_superuser("operator", password="secret-pw")
+    project = Project.objects.create(name="Browser project")
+    project.members.add(user)
+    task = Task.objects.create(project=project, title="Browser task", created_by=user)
+    return updates.create_run(task)
+
+
+def test_login_patch_in_browsable_api_and_cancel_in_admin(transactional_db, page, live_server, demo_run):
+    run_path = demo_run.get_absolute_url()
+    page.goto(f"{live_server.url}/api-auth/login/?next={run_path}")
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", "secret-pw")
+    page.click("#submit-id-submit, input[type=submit], button[type=submit]")
+    page.wait_for_url(f"**{run_path}")
+
+    page.fill(
+        "#id__content", json.dumps({"status": "in_progress", "stage": "browser", "state": {"via": "html"}})
+    )
+    page.click('button[data-method="PATCH"]')
+    page.wait_for_selector("text=HTTP 200 OK")
+    row = TaskRun.objects.get(pk=demo_run.pk)
+    assert (row.status, row.stage, row.state) == ("in_progress", "browser", {"via": "html"})
+    assert row.version == demo_run.version + 1
+
+    page.goto(f"{live_server.url}/admin/taskruns/taskrun/")
+    page.check(f'input[name="_selected_action"][value="{demo_run.pk}"]')
+    page.select_option('select[name="action"]', "mark_cancelled")
+    page.click('button[name="index"]')
+    page.wait_for_selector("text=1 run changed.")
+    row = TaskRun.objects.get(pk=demo_run.pk)
+    assert row.status == "cancelled" and row.completed_at is not None
+    if os.environ.get("TASKRUNS_SCREENSHOTS"):
+        page.screenshot(path=os.environ["TASKRUNS_SCREENSHOTS"])
