@@ -12,8 +12,9 @@ from django.utils.translation import ngettext
 
 from . import updates
 from .exceptions import TaskRunsError
+from .history import Actor
 from .keys import assign_new_key, revoke
-from .models import ApiKey, Project, Task, TaskRun, TaskRunStatus
+from .models import ApiKey, Project, Task, TaskRun, TaskRunEvent, TaskRunStatus
 
 
 def pretty_json(value) -> str:
@@ -53,14 +54,15 @@ class TaskAdmin(admin.ModelAdmin):
 
 
 def _run_action(name: str, description, apply):
-    """An admin action that applies ``apply(run_id)`` to each selected run through the
+    """An admin action that applies ``apply(run_id, actor)`` to each selected run through the
     rules, then reports what changed and what the rules refused."""
 
     def action(modeladmin, request, queryset):
         changed, refused = 0, []
+        actor = Actor(user=request.user, via="admin")
         for run_id in queryset.values_list("pk", flat=True):
             try:
-                apply(run_id)
+                apply(run_id, actor)
                 changed += 1
             except TaskRunsError as exc:
                 refused.append(f"{run_id}: {exc.detail}")
@@ -85,8 +87,32 @@ def _status_action(status: str):
     return _run_action(
         f"mark_{status}",
         _("Mark selected runs as %(status)s") % {"status": status},
-        lambda run_id: updates.update_run(run_id, {"status": status}),
+        lambda run_id, actor: updates.update_run(run_id, {"status": status}, actor),
     )
+
+
+class TaskRunEventInline(admin.TabularInline):
+    """The run's history, read-only: events are append-only."""
+
+    model = TaskRunEvent
+    fields = [
+        "created_at",
+        "kind",
+        "from_value",
+        "to_value",
+        "state_keys_set",
+        "state_keys_removed",
+        "actor_user",
+        "actor_api_key",
+        "via",
+    ]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ["id"]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(TaskRun)
@@ -124,6 +150,7 @@ class TaskRunAdmin(admin.ModelAdmin):
     ]
     # Status and environment move only through the actions, which apply the transition rules.
     readonly_fields = [f for f in fields if f not in ("stage", "branch", "error_message")]
+    inlines = [TaskRunEventInline]
     actions = [_status_action(s) for s in TaskRunStatus.values if s != TaskRunStatus.NOT_STARTED] + [
         _run_action("resume_in_cloud", _("Resume selected runs in cloud"), updates.resume_in_cloud)
     ]
@@ -152,7 +179,8 @@ class TaskRunAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         # Through the same write path as the API, so the row is locked and its version grows.
-        updates.update_run(obj.pk, {name: form.cleaned_data[name] for name in form.changed_data})
+        changes = {name: form.cleaned_data[name] for name in form.changed_data}
+        updates.update_run(obj.pk, changes, Actor(user=request.user, via="admin"))
 
 
 @admin.register(ApiKey)

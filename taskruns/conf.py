@@ -26,6 +26,11 @@ DEFAULTS: dict[str, Any] = {
     # A replacement status transition table: {from_status: [allowed targets]}. `None` uses
     # the built-in table of taskruns.transitions. A bad table is a system-check error.
     "TRANSITIONS": None,
+    # append_log limits: entries per call and bytes per entry (as compact JSON) are a 400;
+    # entries per run beyond the limit are a 413 `log_full`.
+    "LOG_MAX_ENTRIES_PER_CALL": 1000,
+    "LOG_MAX_ENTRY_BYTES": 64 * 1024,
+    "LOG_MAX_ENTRIES_PER_RUN": 100_000,
 }
 
 

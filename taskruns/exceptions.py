@@ -46,3 +46,9 @@ class CloudStartFailed(TaskRunsError):
     status_code = status.HTTP_502_BAD_GATEWAY
     default_detail = _("Failed to start cloud workflow")
     default_code = "cloud_start_failed"
+
+
+class LogFull(TaskRunsError):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = _("This run's log is full.")
+    default_code = "log_full"

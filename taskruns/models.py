@@ -175,3 +175,64 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class TaskRunLogEntry(models.Model):
+    """One entry of a run's log, exactly as the agent sent it, with the time it arrived."""
+
+    run = models.ForeignKey(
+        TaskRun, on_delete=models.CASCADE, related_name="log_entries", verbose_name=_("run")
+    )
+    entry = models.JSONField(_("entry"))
+    created_at = models.DateTimeField(_("received at"), auto_now_add=True)
+
+    class Meta:
+        # The id is the order of arrival: entries of one call are inserted in order.
+        ordering = ["id"]
+        verbose_name = _("log entry")
+        verbose_name_plural = _("log entries")
+        indexes = [models.Index(fields=["run", "id"], name="taskruns_log_run_id")]
+
+    def __str__(self) -> str:
+        return f"log entry {self.pk} of run {self.run_id}"
+
+
+class TaskRunEventKind(models.TextChoices):
+    CREATED = "created", _("created")
+    STATUS_CHANGED = "status_changed", _("status changed")
+    ENVIRONMENT_CHANGED = "environment_changed", _("environment changed")
+    RESUMED_IN_CLOUD = "resumed_in_cloud", _("resumed in cloud")
+    OUTPUT_SET = "output_set", _("output set")
+
+
+class TaskRunEvent(models.Model):
+    """An append-only record of something that happened to a run, and who did it."""
+
+    run = models.ForeignKey(TaskRun, on_delete=models.CASCADE, related_name="events", verbose_name=_("run"))
+    kind = models.CharField(_("kind"), max_length=30, choices=TaskRunEventKind.choices)
+    from_value = models.CharField(_("from"), max_length=30, blank=True, default="")
+    to_value = models.CharField(_("to"), max_length=30, blank=True, default="")
+    state_keys_set = models.JSONField(_("state keys set"), default=list, blank=True)
+    state_keys_removed = models.JSONField(_("state keys removed"), default=list, blank=True)
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("user"),
+    )
+    actor_api_key = models.ForeignKey(
+        ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("API key")
+    )
+    via = models.CharField(_("via"), max_length=10, help_text=_("api, admin or system"))
+    created_at = models.DateTimeField(_("at"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name = _("run event")
+        verbose_name_plural = _("run events")
+        indexes = [models.Index(fields=["run", "id"], name="taskruns_event_run_id")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.from_value}→{self.to_value}".strip()

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
+from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema_field
-from jsonschema.exceptions import SchemaError
+from jsonschema.exceptions import SchemaError, best_match
 from jsonschema.validators import validator_for
 from rest_framework import serializers
 
 from .conf import app_settings
-from .models import Task, TaskRun, TaskRunEnvironment, TaskRunStatus
+from .models import Task, TaskRun, TaskRunEnvironment, TaskRunEvent, TaskRunStatus
 
 
 class StrictCharField(serializers.CharField):
@@ -148,7 +151,11 @@ class TaskRunSerializer(serializers.ModelSerializer):
 
     @extend_schema_field({"type": "string", "format": "uri", "nullable": True})
     def get_log_url(self, run: TaskRun) -> str | None:
-        return None
+        request = self.context.get("request")
+        if not getattr(run, "has_log", False) or request is None:
+            return None
+        kwargs = {"project_id": run.project_id, "task_id": run.task_id, "pk": run.pk}
+        return request.build_absolute_uri(reverse("taskruns:run-logs", kwargs=kwargs))
 
 
 class TaskRunCreateSerializer(serializers.Serializer):
@@ -201,3 +208,74 @@ class TaskSerializer(serializers.ModelSerializer):
                 code="invalid_json_schema",
             ) from None
         return value
+
+
+class SetOutputSerializer(serializers.Serializer):
+    """The body of set_output: the run's new output, checked against the task's JSON Schema."""
+
+    output = serializers.JSONField(help_text="The run's new output; replaces the stored one.")
+
+    def validate_output(self, value):
+        schema = self.context["task"].json_schema
+        if schema is None:
+            return value
+        error = best_match(validator_for(schema)(schema).iter_errors(value))
+        if error is not None:
+            raise serializers.ValidationError(
+                _("Output does not match the task's JSON Schema at {path}: {message}").format(
+                    path=error.json_path, message=error.message
+                ),
+                code="output_schema_mismatch",
+            )
+        return value
+
+
+class AppendLogSerializer(serializers.Serializer):
+    """The body of append_log: entries (JSON objects) appended in order."""
+
+    entries = serializers.ListField(
+        child=serializers.DictField(), help_text="Log entries, each a JSON object, oldest first."
+    )
+
+    def validate_entries(self, entries):
+        if not entries:
+            raise serializers.ValidationError(_("Send at least one entry."), code="empty")
+        most = app_settings.LOG_MAX_ENTRIES_PER_CALL
+        if len(entries) > most:
+            raise serializers.ValidationError(
+                _("At most {most} entries per call.").format(most=most), code="too_many_entries"
+            )
+        largest = app_settings.LOG_MAX_ENTRY_BYTES
+        for index, entry in enumerate(entries):
+            if len(json.dumps(entry, separators=(",", ":"), ensure_ascii=False).encode()) > largest:
+                raise serializers.ValidationError(
+                    _("Entry {index} is larger than {largest} bytes.").format(index=index, largest=largest),
+                    code="entry_too_large",
+                )
+        return entries
+
+
+class TaskRunEventSerializer(serializers.ModelSerializer):
+    """One entry of a run's history."""
+
+    user = serializers.SerializerMethodField(help_text="Username of who made the change, if a user did.")
+    api_key = serializers.SlugRelatedField(source="actor_api_key", slug_field="prefix", read_only=True)
+
+    class Meta:
+        model = TaskRunEvent
+        fields = [
+            "id",
+            "kind",
+            "from_value",
+            "to_value",
+            "state_keys_set",
+            "state_keys_removed",
+            "user",
+            "api_key",
+            "via",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_user(self, event: TaskRunEvent) -> str | None:
+        return event.actor_user.get_username() if event.actor_user else None

@@ -1,5 +1,6 @@
 """The app's routes. Mount them with ``path("api/", include("taskruns.urls"))``."""
 
+from django.urls import re_path
 from rest_framework.routers import SimpleRouter
 
 from .views import TaskRunViewSet, TaskViewSet
@@ -12,4 +13,12 @@ router.register(
     r"projects/(?P<project_id>[0-9]+)/tasks/(?P<task_id>[^/.]+)/runs", TaskRunViewSet, basename="run"
 )
 
-urlpatterns = router.urls
+urlpatterns = [
+    # The agent client reads `…/logs` without a trailing slash: answer it directly, no redirect.
+    # (Left out of the schema, where `…/logs/` already describes the operation.)
+    re_path(
+        r"^projects/(?P<project_id>[0-9]+)/tasks/(?P<task_id>[^/.]+)/runs/(?P<pk>[^/.]+)/logs$",
+        TaskRunViewSet.as_view({"get": "logs"}, schema=None),
+    ),
+    *router.urls,
+]

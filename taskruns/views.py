@@ -3,10 +3,13 @@ change to taskruns.updates."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
+from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
@@ -18,9 +21,18 @@ from rest_framework.response import Response
 from . import updates
 from .access import visible_projects
 from .exceptions import TaskRunsError
-from .models import Project, Task, TaskRun
+from .history import Actor
+from .models import Project, Task, TaskRun, TaskRunEvent, TaskRunLogEntry
 from .openapi import TaskRunsAutoSchema
-from .serializers import TaskRunCreateSerializer, TaskRunSerializer, TaskRunUpdateSerializer, TaskSerializer
+from .serializers import (
+    AppendLogSerializer,
+    SetOutputSerializer,
+    TaskRunCreateSerializer,
+    TaskRunEventSerializer,
+    TaskRunSerializer,
+    TaskRunUpdateSerializer,
+    TaskSerializer,
+)
 
 MAX_BIGINT = 2**63 - 1
 
@@ -115,28 +127,39 @@ class TaskRunViewSet(
 
     queryset = TaskRun.objects.none()
     serializer_class = TaskRunSerializer
+    action_serializers = {
+        "partial_update": TaskRunUpdateSerializer,
+        "create": TaskRunCreateSerializer,
+        "set_output": SetOutputSerializer,
+        "append_log": AppendLogSerializer,
+        "events": TaskRunEventSerializer,
+    }
 
     def get_serializer_class(self):
-        if self.action == "partial_update":
-            return TaskRunUpdateSerializer
-        if self.action == "create":
-            return TaskRunCreateSerializer
-        return TaskRunSerializer
+        return self.action_serializers.get(self.action, TaskRunSerializer)
 
     def get_task(self) -> Task:
         return get_object_or_404(self.visible_tasks(), pk=parse_uuid(self.kwargs["task_id"]))
 
     def get_queryset(self):
-        return TaskRun.objects.filter(
-            task_id=parse_uuid(self.kwargs["task_id"]),
-            task__deleted_at__isnull=True,
-            project_id=self.project_id,
-            project__in=visible_projects(self.request),
-        ).order_by("-created_at", "-id")
+        return (
+            updates.runs_with_log_flag()
+            .filter(
+                task_id=parse_uuid(self.kwargs["task_id"]),
+                task__deleted_at__isnull=True,
+                project_id=self.project_id,
+                project__in=visible_projects(self.request),
+            )
+            .order_by("-created_at", "-id")
+        )
 
     def get_object(self):
         parse_uuid(self.kwargs["pk"])
         return super().get_object()
+
+    @property
+    def actor(self) -> Actor:
+        return Actor.from_request(self.request)
 
     def list(self, request, *args, **kwargs):
         self.get_task()  # an unknown task is a 404, not an empty list
@@ -145,24 +168,70 @@ class TaskRunViewSet(
     @extend_schema(request=TaskRunCreateSerializer, responses={201: TaskRunSerializer})
     def create(self, request, *args, **kwargs):
         task = self.get_task()
-        serializer = TaskRunCreateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        run = updates.create_run(task, **serializer.validated_data)
-        return self._run_response(run, status=201)
+        data = self.validated(TaskRunCreateSerializer)
+        return self.run_response(updates.create_run(task, actor=self.actor, **data), status=201)
 
     @extend_schema(request=TaskRunUpdateSerializer, responses=TaskRunSerializer)
     def partial_update(self, request, *args, **kwargs):
         run = self.get_object()
-        serializer = TaskRunUpdateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        return self._run_response(updates.update_run(run.pk, serializer.validated_data))
+        changes = self.validated(TaskRunUpdateSerializer)
+        return self.run_response(updates.update_run(run.pk, changes, self.actor))
 
     @extend_schema(request=None, responses=TaskRunSerializer)
-    @action(detail=True, methods=["post"], serializer_class=None)
+    @action(detail=True, methods=["post"])
     def resume_in_cloud(self, request, *args, **kwargs):
         """Move the run into cloud as `queued` and start its cloud worker."""
         run = self.get_object()
-        return self._run_response(updates.resume_in_cloud(run.pk))
+        return self.run_response(updates.resume_in_cloud(run.pk, self.actor))
 
-    def _run_response(self, run: TaskRun, status: int = 200) -> Response:
+    @extend_schema(request=SetOutputSerializer, responses=TaskRunSerializer)
+    @action(detail=True, methods=["patch"])
+    def set_output(self, request, *args, **kwargs):
+        """Replace the run's output; validated against the task's JSON Schema, and a valid
+        output completes a non-terminal run of a task that has one."""
+        run = self.get_object()
+        output = self.validated(SetOutputSerializer, task=run.task)["output"]
+        return self.run_response(
+            updates.set_output(run.pk, output, complete=run.task.json_schema is not None, actor=self.actor)
+        )
+
+    @extend_schema(request=AppendLogSerializer, responses=TaskRunSerializer)
+    @action(detail=True, methods=["post"])
+    def append_log(self, request, *args, **kwargs):
+        """Append entries to the run's log, in order. The run's version does not change."""
+        run = self.get_object()
+        updates.append_log(run, self.validated(AppendLogSerializer)["entries"])
+        return self.run_response(run)
+
+    @extend_schema(responses={(200, "application/x-ndjson"): OpenApiTypes.STR})
+    @action(detail=True, methods=["get"], url_path="logs", url_name="logs")
+    def logs(self, request, *args, **kwargs):
+        """The run's log as newline-delimited JSON, oldest first (empty when there is none)."""
+        run = self.get_object()
+        entries = TaskRunLogEntry.objects.filter(run=run).order_by("id").values_list("entry", flat=True)
+        lines = (
+            json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n"
+            for entry in entries.iterator()
+        )
+        return StreamingHttpResponse(lines, content_type="application/x-ndjson")
+
+    @extend_schema(responses=TaskRunEventSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def events(self, request, *args, **kwargs):
+        """The run's history, oldest first: who changed what, when."""
+        run = self.get_object()
+        events = (
+            TaskRunEvent.objects.filter(run=run).select_related("actor_user", "actor_api_key").order_by("id")
+        )
+        page = self.paginate_queryset(events)
+        return self.get_paginated_response(TaskRunEventSerializer(page, many=True).data)
+
+    def validated(self, serializer_class, **context) -> dict:
+        serializer = serializer_class(
+            data=self.request.data, context={**self.get_serializer_context(), **context}
+        )
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
+
+    def run_response(self, run: TaskRun, status: int = 200) -> Response:
         return Response(TaskRunSerializer(run, context=self.get_serializer_context()).data, status=status)

@@ -55,7 +55,13 @@ def test_resume_action_moves_runs_into_cloud(admin_client, run):
 def test_run_change_form_saves_through_the_write_path(admin_client, run):
     response = admin_client.post(
         f"/admin/taskruns/taskrun/{run.pk}/change/",
-        {"stage": "review", "branch": "fix/x", "error_message": ""},
+        {
+            "stage": "review",
+            "branch": "fix/x",
+            "error_message": "",
+            "events-TOTAL_FORMS": 0,
+            "events-INITIAL_FORMS": 0,
+        },
         follow=True,
     )
     assert response.status_code == 200
