@@ -20,12 +20,12 @@ run: setup
 	$(PY) manage.py taskruns_demo
 	$(PY) manage.py runserver 127.0.0.1:8000
 
-# The whole suite: SQLite (everything that does not need PostgreSQL or a browser), then
-# PostgreSQL (everything, browser test included). A PostgreSQL test is never skipped.
+# The whole suite: SQLite (everything but the PostgreSQL, browser and agent-client tests), then
+# PostgreSQL (everything, those included). A test is never skipped for a missing service.
 test: setup chromium test-sqlite test-postgres
 
 test-sqlite: setup
-	$(PY) -m pytest -m "not postgres and not browser"
+	$(PY) -m pytest -m "not postgres and not browser and not agent_client"
 
 test-postgres: setup
 	DATABASE_URL=$(PG_DATABASE_URL) $(PY) -m pytest
