@@ -65,8 +65,10 @@ def test_login_patch_in_browsable_api_and_cancel_in_admin(transactional_db, page
     page.fill(
         "#id__content", json.dumps({"status": "in_progress", "stage": "browser", "state": {"via": "html"}})
     )
-    page.click('button[data-method="PATCH"]')
-    page.wait_for_selector("text=HTTP 200 OK")
+    with page.expect_response(lambda response: response.request.method == "PATCH") as patched:
+        page.click('button[data-method="PATCH"]')
+    assert patched.value.status == 200
+    page.wait_for_selector("text=browser")  # the page now shows the patched run
     row = TaskRun.objects.get(pk=demo_run.pk)
     assert (row.status, row.stage, row.state) == ("in_progress", "browser", {"via": "html"})
     assert row.version == demo_run.version + 1
