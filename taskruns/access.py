@@ -7,7 +7,7 @@ that set further.
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Exists, Q, QuerySet
 
 from .conf import app_settings
 from .models import ApiKey, Project
@@ -26,6 +26,9 @@ def visible_projects(request) -> QuerySet[Project]:
     """The projects this request may read and write, as a lazy queryset (used as a subquery)."""
     policy = app_settings.import_from("ACCESS_POLICY")()
     projects = policy.visible_projects(request.user)
-    if isinstance(request.auth, ApiKey) and request.auth.projects.exists():
-        projects = projects.filter(pk__in=request.auth.projects.values("pk"))
+    if isinstance(request.auth, ApiKey):
+        # Evaluated inside the caller's query, not here: a key with no project list is
+        # unrestricted, otherwise it reaches only its listed projects.
+        limits = ApiKey.projects.through.objects.filter(apikey_id=request.auth.pk)
+        projects = projects.filter(~Exists(limits) | Q(pk__in=limits.values("project_id")))
     return projects

@@ -52,3 +52,15 @@ class LogFull(TaskRunsError):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = _("This run's log is full.")
     default_code = "log_full"
+
+
+class PreconditionFailed(TaskRunsError):
+    """``If-Match`` named a version the run no longer has; carries the current run."""
+
+    status_code = status.HTTP_412_PRECONDITION_FAILED
+    default_detail = _("The run has changed since the version named in If-Match.")
+    default_code = "precondition_failed"
+
+    def __init__(self, run) -> None:
+        super().__init__(current_status=run.status, current_version=run.version)
+        self.run = run

@@ -15,10 +15,11 @@ from typing import Any
 from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
+from rest_framework.exceptions import NotFound
 
-from . import signals
+from . import postgres, signals
 from .conf import app_settings
-from .exceptions import AlreadyActiveInCloud, CloudStartFailed, InvalidTransition, LogFull
+from .exceptions import AlreadyActiveInCloud, CloudStartFailed, InvalidTransition, LogFull, PreconditionFailed
 from .history import SYSTEM, Actor, Change, record
 from .models import Task, TaskRun, TaskRunEnvironment, TaskRunEventKind, TaskRunLogEntry, TaskRunStatus
 from .transitions import allowed_targets, is_allowed, is_terminal
@@ -50,24 +51,58 @@ def create_run(
     return run
 
 
-def update_run(run_id, changes: Mapping[str, Any], actor: Actor = SYSTEM) -> TaskRun:
+def update_run(
+    run_id, changes: Mapping[str, Any], actor: Actor = SYSTEM, *, scope=None, if_match=None
+) -> TaskRun:
     """Apply a validated PATCH (any subset of TaskRunUpdateSerializer's fields) to the latest
-    row of a run.
+    row of a run within ``scope`` (a TaskRun queryset; default: every run).
 
-    Raises InvalidTransition (nothing written) when the status or environment move is not
-    allowed, and TaskRun.DoesNotExist when the run is gone.
+    ``if_match`` is None or the set of versions the write is conditional on. Raises NotFound
+    when the run is not in scope, PreconditionFailed when its version is not in ``if_match``,
+    InvalidTransition when the status or environment move is not allowed; nothing is written
+    then. On PostgreSQL the write is one statement (taskruns.postgres); elsewhere the row is
+    locked, changed in Python and saved, with the same results.
     """
+    scope = TaskRun.objects.all() if scope is None else scope
+    if connection.vendor == "postgresql":
+        # One statement writes the row and its history: atomic without a transaction block.
+        run = _patch_in_one_statement(run_id, changes, scope, if_match, actor)
+        _announce_on_commit(run, history_of(changes, run.old_status, run.old_environment, run))
+        return run
     with transaction.atomic():
-        run = lock_run(run_id)
-        _commit(run, apply_changes(run, changes), actor)
+        run = lock_run(run_id, scope, if_match)
+        old_status, old_environment = run.status, run.environment
+        apply_changes(run, changes)
+        _commit(run, history_of(changes, old_status, old_environment, run), actor)
     return run
 
 
-def set_output(run_id, output: Any, *, complete: bool, actor: Actor = SYSTEM) -> TaskRun:
+def _patch_in_one_statement(run_id, changes, scope, if_match, actor, attempts: int = 3) -> TaskRun:
+    for _ in range(attempts):
+        run = postgres.patch_in_one_statement(
+            run_id, changes, scope=scope, if_match=if_match, now=timezone.now(), actor=actor
+        )
+        if run is not None:
+            return run
+        # No row qualified: say why, by the same rules the Python path applies.
+        current = runs_with_log_flag().filter(pk__in=scope.filter(pk=run_id).values("pk")).first()
+        if current is None:
+            raise NotFound()
+        _check_version(current, if_match)
+        apply_changes(current, changes)  # raises InvalidTransition if the move is refused
+        # The move is allowed now: the run changed between the statement and this read. Again.
+    raise InvalidTransition(
+        current.status, changes.get("status", current.status), allowed_targets(current.status)
+    )
+
+
+def set_output(
+    run_id, output: Any, *, complete: bool, actor: Actor = SYSTEM, scope=None, if_match=None
+) -> TaskRun:
     """Replace a run's output (already validated against its task's schema). With ``complete``,
     a non-terminal run also moves to ``completed`` when the transition table allows it."""
     with transaction.atomic():
-        run = lock_run(run_id)
+        run = lock_run(run_id, scope, if_match)
         run.output = output
         history = [Change(Kind.OUTPUT_SET)]
         if complete and not is_terminal(run.status) and is_allowed(run.status, TaskRunStatus.COMPLETED):
@@ -76,13 +111,13 @@ def set_output(run_id, output: Any, *, complete: bool, actor: Actor = SYSTEM) ->
     return run
 
 
-def resume_in_cloud(run_id, actor: Actor = SYSTEM) -> TaskRun:
+def resume_in_cloud(run_id, actor: Actor = SYSTEM, *, scope=None, if_match=None) -> TaskRun:
     """Move a run into cloud as ``queued``, even out of a terminal status, and start its worker.
 
     The host's CLOUD_STARTER runs inside the transaction: if it raises, nothing is written.
     """
     with transaction.atomic():
-        run = lock_run(run_id)
+        run = lock_run(run_id, scope, if_match)
         if run.environment == TaskRunEnvironment.CLOUD and run.status in (
             TaskRunStatus.QUEUED,
             TaskRunStatus.IN_PROGRESS,
@@ -107,8 +142,9 @@ def resume_in_cloud(run_id, actor: Actor = SYSTEM) -> TaskRun:
     return run
 
 
-def append_log(run: TaskRun, entries: list[dict]) -> int:
+def append_log(run: TaskRun, entries: list[dict], if_match=None) -> int:
     """Append entries, in order, to a run's log; the run row itself is not written."""
+    _check_version(run, if_match)
     limit = app_settings.LOG_MAX_ENTRIES_PER_RUN
     if TaskRunLogEntry.objects.filter(run=run).count() + len(entries) > limit:
         raise LogFull(limit=limit)
@@ -117,23 +153,35 @@ def append_log(run: TaskRun, entries: list[dict]) -> int:
     return len(entries)
 
 
-def lock_run(run_id) -> TaskRun:
-    """Read the latest row of a run, locked against other writers until the transaction ends."""
+def lock_run(run_id, scope=None, if_match=None) -> TaskRun:
+    """Read the latest row of a run in ``scope``, locked against other writers until the
+    transaction ends. Raises NotFound out of scope, PreconditionFailed on an ``If-Match`` miss."""
     runs = runs_with_log_flag().select_related("task")
+    if scope is not None:
+        runs = runs.filter(pk__in=scope.filter(pk=run_id).values("pk"))
     if connection.features.has_select_for_update:
         of = ("self",) if connection.features.has_select_for_update_of else ()
-        return runs.select_for_update(of=of).get(pk=run_id)
-    # SQLite has no row locks. Writing first takes its database-wide write lock, so no other
-    # writer can read-modify-write between our read and our save.
-    TaskRun.objects.filter(pk=run_id).update(version=F("version"))
-    return runs.get(pk=run_id)
+        runs = runs.select_for_update(of=of)
+    else:
+        # SQLite has no row locks. Writing first takes its database-wide write lock, so no
+        # other writer can read-modify-write between our read and our save.
+        TaskRun.objects.filter(pk=run_id).update(version=F("version"))
+    run = runs.filter(pk=run_id).first()
+    if run is None:
+        raise NotFound()
+    _check_version(run, if_match)
+    return run
 
 
-def apply_changes(run: TaskRun, changes: Mapping[str, Any]) -> list[Change]:
+def _check_version(run: TaskRun, if_match) -> None:
+    if if_match is not None and run.version not in if_match:
+        raise PreconditionFailed(run)
+
+
+def apply_changes(run: TaskRun, changes: Mapping[str, Any]) -> None:
     """Apply a PATCH to the in-memory ``run`` following the transition rules.
 
-    Raises InvalidTransition before touching anything when a move is not allowed; returns
-    what changed, for the history and the signals.
+    Raises InvalidTransition before touching anything when a move is not allowed.
     """
     target_status = changes.get("status", run.status)
     if not is_allowed(run.status, target_status):
@@ -142,17 +190,32 @@ def apply_changes(run: TaskRun, changes: Mapping[str, Any]) -> list[Change]:
     if target_environment != run.environment and is_terminal(run.status):
         raise InvalidTransition(run.status, target_environment, [], field="environment")
 
-    history = _move_status(run, target_status, timezone.now()) + _move_environment(run, target_environment)
+    _move_status(run, target_status, timezone.now())
+    run.environment = target_environment
     for name in ("stage", "branch", "error_message"):
         if name in changes:
             setattr(run, name, changes[name])
     if "output" in changes:
         run.output = merged_output(run.output, changes["output"])
-    sent_state, removed = changes.get("state") or {}, changes.get("state_remove_keys") or []
-    if sent_state or removed:
-        run.state = merged_state(run.state, sent_state, removed)
+    if changes.get("state") or changes.get("state_remove_keys"):
+        run.state = merged_state(
+            run.state, changes.get("state") or {}, changes.get("state_remove_keys") or []
+        )
+
+
+def history_of(
+    changes: Mapping[str, Any], old_status: str, old_environment: str, run: TaskRun
+) -> list[Change]:
+    """The events a PATCH makes: a status and/or an environment change, each naming the state
+    keys the same PATCH set and removed."""
+    history = []
+    if run.status != old_status:
+        history.append(Change(Kind.STATUS_CHANGED, old=old_status, new=run.status))
+    if run.environment != old_environment:
+        history.append(Change(Kind.ENVIRONMENT_CHANGED, old=old_environment, new=run.environment))
     for change in history:
-        change.keys_set, change.keys_removed = sorted(sent_state), list(removed)
+        change.keys_set = sorted(changes.get("state") or {})
+        change.keys_removed = list(changes.get("state_remove_keys") or [])
     return history
 
 
@@ -201,6 +264,10 @@ def _commit(run: TaskRun, history: list[Change], actor: Actor, bump: bool = True
         run.version += 1
         run.save()
     record(run, history, actor)
+    _announce_on_commit(run, history)
+
+
+def _announce_on_commit(run: TaskRun, history: list[Change]) -> None:
     if history:
         transaction.on_commit(lambda: _announce(run, history))
 

@@ -20,7 +20,8 @@ from rest_framework.response import Response
 
 from . import updates
 from .access import visible_projects
-from .exceptions import TaskRunsError
+from .etags import etag_for, if_match_versions, if_none_match_hits
+from .exceptions import PreconditionFailed, TaskRunsError
 from .history import Actor
 from .models import Project, Task, TaskRun, TaskRunEvent, TaskRunLogEntry
 from .openapi import TaskRunsAutoSchema
@@ -171,18 +172,24 @@ class TaskRunViewSet(
         data = self.validated(TaskRunCreateSerializer)
         return self.run_response(updates.create_run(task, actor=self.actor, **data), status=201)
 
+    def retrieve(self, request, *args, **kwargs):
+        run = self.get_object()
+        if if_none_match_hits(request.headers.get("If-None-Match"), run):
+            return Response(status=304, headers={"ETag": etag_for(run)})
+        return self.run_response(run)
+
     @extend_schema(request=TaskRunUpdateSerializer, responses=TaskRunSerializer)
     def partial_update(self, request, *args, **kwargs):
-        run = self.get_object()
         changes = self.validated(TaskRunUpdateSerializer)
-        return self.run_response(updates.update_run(run.pk, changes, self.actor))
+        # No read first: scope, precondition and rules are all checked by the write itself.
+        run = updates.update_run(self.run_id, changes, self.actor, **self.write_conditions())
+        return self.run_response(run)
 
     @extend_schema(request=None, responses=TaskRunSerializer)
     @action(detail=True, methods=["post"])
     def resume_in_cloud(self, request, *args, **kwargs):
         """Move the run into cloud as `queued` and start its cloud worker."""
-        run = self.get_object()
-        return self.run_response(updates.resume_in_cloud(run.pk, self.actor))
+        return self.run_response(updates.resume_in_cloud(self.run_id, self.actor, **self.write_conditions()))
 
     @extend_schema(request=SetOutputSerializer, responses=TaskRunSerializer)
     @action(detail=True, methods=["patch"])
@@ -191,8 +198,9 @@ class TaskRunViewSet(
         output completes a non-terminal run of a task that has one."""
         run = self.get_object()
         output = self.validated(SetOutputSerializer, task=run.task)["output"]
+        complete = run.task.json_schema is not None
         return self.run_response(
-            updates.set_output(run.pk, output, complete=run.task.json_schema is not None, actor=self.actor)
+            updates.set_output(run.pk, output, complete=complete, actor=self.actor, **self.write_conditions())
         )
 
     @extend_schema(request=AppendLogSerializer, responses=TaskRunSerializer)
@@ -200,7 +208,8 @@ class TaskRunViewSet(
     def append_log(self, request, *args, **kwargs):
         """Append entries to the run's log, in order. The run's version does not change."""
         run = self.get_object()
-        updates.append_log(run, self.validated(AppendLogSerializer)["entries"])
+        entries = self.validated(AppendLogSerializer)["entries"]
+        updates.append_log(run, entries, if_match=self.write_conditions()["if_match"])
         return self.run_response(run)
 
     @extend_schema(responses={(200, "application/x-ndjson"): OpenApiTypes.STR})
@@ -226,6 +235,24 @@ class TaskRunViewSet(
         page = self.paginate_queryset(events)
         return self.get_paginated_response(TaskRunEventSerializer(page, many=True).data)
 
+    @property
+    def run_id(self) -> uuid.UUID:
+        return parse_uuid(self.kwargs["pk"])
+
+    def write_conditions(self) -> dict:
+        """What a write must hold to: the request's scope and its If-Match precondition."""
+        return {
+            "scope": self.get_queryset(),
+            "if_match": if_match_versions(self.request.headers.get("If-Match")),
+        }
+
+    def handle_exception(self, exc):
+        response = super().handle_exception(exc)
+        if isinstance(exc, PreconditionFailed) and isinstance(response.data, dict):
+            response.data["run"] = TaskRunSerializer(exc.run, context=self.get_serializer_context()).data
+            response["ETag"] = etag_for(exc.run)
+        return response
+
     def validated(self, serializer_class, **context) -> dict:
         serializer = serializer_class(
             data=self.request.data, context={**self.get_serializer_context(), **context}
@@ -234,4 +261,5 @@ class TaskRunViewSet(
         return serializer.validated_data
 
     def run_response(self, run: TaskRun, status: int = 200) -> Response:
-        return Response(TaskRunSerializer(run, context=self.get_serializer_context()).data, status=status)
+        data = TaskRunSerializer(run, context=self.get_serializer_context()).data
+        return Response(data, status=status, headers={"ETag": etag_for(run)})
