@@ -6,6 +6,7 @@ Reading ``django.conf.settings`` each time (never caching at import) keeps
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -45,12 +46,18 @@ class TaskRunsSettings:
     def import_from(self, name: str) -> Any:
         """Import the object named by a dotted-path setting, or None when it is unset."""
         path = getattr(self, name)
-        return import_string(path) if path else None
+        return _import(path) if path else None
 
 
 def user_settings() -> dict[str, Any]:
     """The host's ``TASKRUNS`` dict, or an empty one."""
     return getattr(django_settings, "TASKRUNS", None) or {}
+
+
+@functools.lru_cache(maxsize=64)
+def _import(path: str) -> Any:
+    # Keyed by the path, so a changed setting is honoured; only the import itself is cached.
+    return import_string(path)
 
 
 app_settings = TaskRunsSettings()

@@ -17,8 +17,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from django.db.models import QuerySet
-
+from .access import RunScope
 from .history import Actor
 from .models import TaskRun, TaskRunEvent, TaskRunEventKind, TaskRunLogEntry, TaskRunStatus
 from .transitions import TERMINAL_STATUSES, transition_table
@@ -34,7 +33,13 @@ def sources_allowing(target: str) -> list[str]:
 
 
 def patch_statement(
-    run_id, changes: Mapping[str, Any], *, scope: QuerySet, if_match: Iterable[int] | None, now, actor: Actor
+    run_id,
+    changes: Mapping[str, Any],
+    *,
+    scope: RunScope | None,
+    if_match: Iterable[int] | None,
+    now,
+    actor: Actor,
 ) -> tuple[str, list[Any]]:
     """The SQL and parameters of the one-statement PATCH of ``run_id`` within ``scope``,
     history rows included."""
@@ -86,12 +91,12 @@ def patch_statement(
         conditions.append("run.version = ANY(%s)")
         condition_params.append(sorted(if_match))
 
-    scope_sql, scope_params = scope.values("pk").query.sql_with_params()
+    scope_sql, scope_params = scope.sql("id") if scope is not None else ("TRUE", [])
     columns = ", ".join(f"run.{field.column}" for field in TaskRun._meta.concrete_fields)
     where = "".join(f" AND {condition}" for condition in conditions)
     sql = (
         f"WITH old AS (SELECT id, status, environment FROM {RUN} "
-        f"WHERE id = %s AND id IN ({scope_sql}) FOR UPDATE), "
+        f"WHERE id = %s AND {scope_sql} FOR UPDATE), "
         f"updated AS (UPDATE {RUN} AS run SET {', '.join(sets)} FROM old WHERE run.id = old.id{where} "
         f"RETURNING {columns}, old.status AS old_status, old.environment AS old_environment, "
         f"EXISTS (SELECT 1 FROM {LOG} WHERE {LOG}.run_id = run.id) AS has_log)"

@@ -29,9 +29,14 @@ logger = logging.getLogger(__name__)
 Kind = TaskRunEventKind
 
 
+def log_exists() -> Exists:
+    """Whether the run has a log entry: decides ``log_url`` (annotate runs as ``has_log``)."""
+    return Exists(TaskRunLogEntry.objects.filter(run=OuterRef("pk")))
+
+
 def runs_with_log_flag():
-    """Runs annotated with ``has_log``, which decides whether ``log_url`` is set."""
-    return TaskRun.objects.annotate(has_log=Exists(TaskRunLogEntry.objects.filter(run=OuterRef("pk"))))
+    """Runs annotated with ``has_log``."""
+    return TaskRun.objects.annotate(has_log=log_exists())
 
 
 def create_run(
@@ -55,7 +60,7 @@ def update_run(
     run_id, changes: Mapping[str, Any], actor: Actor = SYSTEM, *, scope=None, if_match=None
 ) -> TaskRun:
     """Apply a validated PATCH (any subset of TaskRunUpdateSerializer's fields) to the latest
-    row of a run within ``scope`` (a TaskRun queryset; default: every run).
+    row of a run within ``scope`` (a RunScope; None: any run).
 
     ``if_match`` is None or the set of versions the write is conditional on. Raises NotFound
     when the run is not in scope, PreconditionFailed when its version is not in ``if_match``,
@@ -63,7 +68,6 @@ def update_run(
     then. On PostgreSQL the write is one statement (taskruns.postgres); elsewhere the row is
     locked, changed in Python and saved, with the same results.
     """
-    scope = TaskRun.objects.all() if scope is None else scope
     if connection.vendor == "postgresql":
         # One statement writes the row and its history: atomic without a transaction block.
         run = _patch_in_one_statement(run_id, changes, scope, if_match, actor)
@@ -85,7 +89,7 @@ def _patch_in_one_statement(run_id, changes, scope, if_match, actor, attempts: i
         if run is not None:
             return run
         # No row qualified: say why, by the same rules the Python path applies.
-        current = runs_with_log_flag().filter(pk__in=scope.filter(pk=run_id).values("pk")).first()
+        current = _in_scope(runs_with_log_flag(), scope).filter(pk=run_id).first()
         if current is None:
             raise NotFound()
         _check_version(current, if_match)
@@ -156,9 +160,7 @@ def append_log(run: TaskRun, entries: list[dict], if_match=None) -> int:
 def lock_run(run_id, scope=None, if_match=None) -> TaskRun:
     """Read the latest row of a run in ``scope``, locked against other writers until the
     transaction ends. Raises NotFound out of scope, PreconditionFailed on an ``If-Match`` miss."""
-    runs = runs_with_log_flag().select_related("task")
-    if scope is not None:
-        runs = runs.filter(pk__in=scope.filter(pk=run_id).values("pk"))
+    runs = _in_scope(runs_with_log_flag().select_related("task"), scope)
     if connection.features.has_select_for_update:
         of = ("self",) if connection.features.has_select_for_update_of else ()
         runs = runs.select_for_update(of=of)
@@ -171,6 +173,10 @@ def lock_run(run_id, scope=None, if_match=None) -> TaskRun:
         raise NotFound()
     _check_version(run, if_match)
     return run
+
+
+def _in_scope(runs, scope):
+    return runs if scope is None else runs.filter(pk__in=scope.runs().values("pk"))
 
 
 def _check_version(run: TaskRun, if_match) -> None:

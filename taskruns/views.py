@@ -19,7 +19,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from . import updates
-from .access import visible_projects
+from .access import RunScope, visible_projects
 from .etags import etag_for, if_match_versions, if_none_match_hits
 from .exceptions import PreconditionFailed, TaskRunsError
 from .history import Actor
@@ -143,16 +143,11 @@ class TaskRunViewSet(
         return get_object_or_404(self.visible_tasks(), pk=parse_uuid(self.kwargs["task_id"]))
 
     def get_queryset(self):
-        return (
-            updates.runs_with_log_flag()
-            .filter(
-                task_id=parse_uuid(self.kwargs["task_id"]),
-                task__deleted_at__isnull=True,
-                project_id=self.project_id,
-                project__in=visible_projects(self.request),
-            )
-            .order_by("-created_at", "-id")
-        )
+        return self.run_scope().runs().annotate(has_log=updates.log_exists()).order_by("-created_at", "-id")
+
+    def run_scope(self) -> RunScope:
+        """The runs this request may read and write: the URL's live task, in a visible project."""
+        return RunScope(self.request, self.project_id, parse_uuid(self.kwargs["task_id"]))
 
     def get_object(self):
         parse_uuid(self.kwargs["pk"])
@@ -242,7 +237,7 @@ class TaskRunViewSet(
     def write_conditions(self) -> dict:
         """What a write must hold to: the request's scope and its If-Match precondition."""
         return {
-            "scope": self.get_queryset(),
+            "scope": self.run_scope(),
             "if_match": if_match_versions(self.request.headers.get("If-Match")),
         }
 

@@ -165,3 +165,45 @@ def test_session_user_outside_the_project_gets_404(run):
     client.login(username="outsider", password="pw")
     assert client.get(run_url(run)).status_code == 404
     assert client.get(tasks_url(run.project_id)).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "caller", ["member", "outsider", "anonymous", "key", "key_elsewhere", "key_here", "deleted"]
+)
+def test_run_scope_sql_selects_the_same_runs_as_its_queryset(run, user, caller):
+    """The one-statement PATCH uses RunScope.sql, reads use RunScope.runs(): same rows."""
+    from django.contrib.auth.models import AnonymousUser
+    from django.db import connection
+
+    from taskruns.access import RunScope
+
+    TaskRun.objects.create(task=run.task, project=run.project)  # a second run in scope
+    other_task = Task.objects.create(project=run.project, title="other")
+    TaskRun.objects.create(task=other_task, project=run.project)  # same project, other task
+    elsewhere = Project.objects.create(name="Elsewhere")
+    elsewhere.members.add(user)
+    auth, who = None, user
+    if caller == "outsider":
+        who = get_user_model().objects.create_user("outsider")
+    elif caller == "anonymous":
+        who = AnonymousUser()
+    elif caller.startswith("key"):
+        limited = {"key": [], "key_elsewhere": [elsewhere], "key_here": [run.project]}[caller]
+        auth = issue_key(user, caller, projects=limited)[0]
+    elif caller == "deleted":
+        Task.objects.filter(pk=run.task_id).update(deleted_at="2026-01-01T00:00:00Z")
+
+    class Request:
+        pass
+
+    request = Request()
+    request.user, request.auth = who, auth
+    scope = RunScope(request, run.project_id, run.task_id)
+    sql, params = scope.sql("id")
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id FROM {TaskRun._meta.db_table} WHERE {sql}", params)
+        by_sql = {uuid.UUID(str(row[0])) for row in cursor.fetchall()}
+    by_queryset = set(scope.runs().values_list("pk", flat=True))
+    assert by_sql == by_queryset
+    expected = 2 if caller in ("member", "key", "key_here") else 0
+    assert len(by_queryset) == expected

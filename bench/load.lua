@@ -1,0 +1,52 @@
+-- wrk script for the taskruns benchmark. Environment:
+--   BENCH_METHOD  GET or PATCH
+--   BENCH_PATHS   file with one request path per line; each request picks one at random
+--   BENCH_KEY     API key (Bearer)
+--   BENCH_UNIQUE  "1": each PATCH adds a state key unique to its thread and sequence number
+-- Prints one line "RESULT {json}" with counts and latency percentiles (microseconds).
+local threads = {}
+
+function setup(thread)
+  thread:set("id", #threads + 1)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  paths = {}
+  for line in io.lines(os.getenv("BENCH_PATHS")) do
+    table.insert(paths, line)
+  end
+  method = os.getenv("BENCH_METHOD")
+  unique = os.getenv("BENCH_UNIQUE") == "1"
+  headers = { ["Authorization"] = "Bearer " .. os.getenv("BENCH_KEY"), ["Content-Type"] = "application/json" }
+  sent, ok, bad = 0, 0, 0
+  math.randomseed(id * 7919 + os.time())
+end
+
+function request()
+  sent = sent + 1
+  local path = paths[math.random(#paths)]
+  if method == "GET" then
+    return wrk.format("GET", path, headers)
+  end
+  local key = unique and string.format("w%d_%d", id, sent) or string.format("k%d", math.random(50))
+  return wrk.format("PATCH", path, headers, string.format('{"state": {"%s": %d}}', key, sent))
+end
+
+function response(status, headers, body)
+  if status >= 200 and status < 300 then ok = ok + 1 else bad = bad + 1 end
+end
+
+function done(summary, latency, requests)
+  local total_ok, total_bad = 0, 0
+  for _, thread in ipairs(threads) do
+    total_ok = total_ok + thread:get("ok")
+    total_bad = total_bad + thread:get("bad")
+  end
+  local e = summary.errors
+  io.write(string.format(
+    'RESULT {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, "ok": %d, "bad_status": %d, ' ..
+    '"socket_errors": %d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), total_ok, total_bad,
+    e.connect + e.read + e.write + e.timeout))
+end

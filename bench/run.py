@@ -1,0 +1,210 @@
+"""Side-by-side benchmark of taskruns against its two baselines, on PostgreSQL under gunicorn.
+
+Usage (from the project root, after `make setup`; needs PostgreSQL at 127.0.0.1 and `wrk`):
+
+    .venv/bin/python -m bench.run [--seconds 10] [--workers 4]
+
+It (re)creates the database `taskruns_bench`, migrates it, creates a project, a task with 200
+runs and one "hot" run per target, starts gunicorn on 127.0.0.1, drives each scenario against
+each target with wrk (a C load generator, light on the CPU the server needs), counts lost state
+keys on the hot runs afterwards, and prints a table plus the command to rerun.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN_URL = os.environ.get("BENCH_ADMIN_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/taskruns_bench")
+PORT = 8765
+WRITERS = 16
+
+TARGETS = {
+    "taskruns": {
+        "run": "/api/projects/{project}/tasks/{task}/runs/{run}/",
+        "list": "/api/projects/{project}/tasks/{task}/runs/?limit=100",
+    },
+    "posthog-style": {
+        "run": "/bench/posthog/runs/{run}/",
+        "list": "/bench/posthog/tasks/{task}/runs/?limit=100",
+    },
+    "floor": {"run": "/bench/floor/runs/{run}/", "list": "/bench/floor/tasks/{task}/runs/"},
+    # Only in the 16-writer scenario: what a PATCH without a lock loses.
+    "naive (no lock)": {"run": "/bench/naive/runs/{run}/"},
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10, help="duration of each wrk run")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is needed: apt-get install wrk")
+
+    os.environ.update(
+        DATABASE_URL=DATABASE_URL,
+        DJANGO_SETTINGS_MODULE="bench.settings",
+        DJANGO_DEBUG="0",
+        DJANGO_CONN_MAX_AGE="600",
+    )
+    recreate_database()
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, check=True)
+    import django
+
+    django.setup()
+    data = create_data()
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "bench.wsgi", "-w", str(args.workers), "-b", f"127.0.0.1:{PORT}"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_until_up(data)
+        rows = run_scenarios(data, args.seconds)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    print_table(rows, args)
+    return 0
+
+
+def recreate_database() -> None:
+    import psycopg
+
+    name = DATABASE_URL.rsplit("/", 1)[1]
+    with psycopg.connect(ADMIN_URL.replace("postgres://", "postgresql://"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def create_data() -> dict:
+    from django.contrib.auth import get_user_model
+
+    from taskruns.keys import issue_key
+    from taskruns.models import Project, Task, TaskRun
+
+    user = get_user_model().objects.create_user("bench")
+    project = Project.objects.create(name="bench")
+    project.members.add(user)
+    task = Task.objects.create(project=project, title="bench")
+    runs = TaskRun.objects.bulk_create(TaskRun(task=task, project=project) for _ in range(200))
+    hot = {name: TaskRun.objects.create(task=task, project=project) for name in TARGETS}
+    return {
+        "project": project.pk,
+        "task": task.pk,
+        "runs": [run.pk for run in runs],
+        "hot": {name: run.pk for name, run in hot.items()},
+        "key": issue_key(user, "bench")[1],
+    }
+
+
+def wait_until_up(data) -> None:
+    url = f"http://127.0.0.1:{PORT}/bench/floor/runs/{data['runs'][0]}/"
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {data['key']}"})
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(request, timeout=2)
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("gunicorn did not start")
+
+
+def wrk(paths: list[str], method: str, key: str, seconds: int, threads: int, connections: int, unique=False):
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as path_file:
+        path_file.write("\n".join(paths) + "\n")
+        path_file.flush()
+        env = {
+            **os.environ,
+            "BENCH_PATHS": path_file.name,
+            "BENCH_METHOD": method,
+            "BENCH_KEY": key,
+            "BENCH_UNIQUE": "1" if unique else "0",
+        }
+        command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "10s"]
+        command += ["-s", str(ROOT / "bench" / "load.lua"), f"http://127.0.0.1:{PORT}"]
+        out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    line = next(line for line in out.splitlines() if line.startswith("RESULT "))
+    return json.loads(line.removeprefix("RESULT "))
+
+
+def run_scenarios(data, seconds) -> list[dict]:
+    from taskruns.models import TaskRun
+
+    def fill(template, run):
+        return template.format(project=data["project"], task=data["task"], run=run)
+
+    rows = []
+    for name, routes in TARGETS.items():
+        scenarios = [
+            ("16 writers, one run", "PATCH", [fill(routes["run"], data["hot"][name])], WRITERS, True)
+        ]
+        if "list" in routes:
+            scenarios = [
+                (
+                    "PATCH spread over 200 runs",
+                    "PATCH",
+                    [fill(routes["run"], r) for r in data["runs"]],
+                    2,
+                    False,
+                ),
+                *scenarios,
+                ("GET a run", "GET", [fill(routes["run"], r) for r in data["runs"]], 2, False),
+                ("GET a list page of 100", "GET", [fill(routes["list"], None)], 2, False),
+            ]
+        for scenario, method, paths, threads, unique in scenarios:
+            result = wrk(paths, method, data["key"], seconds, threads, WRITERS, unique)
+            lost = None
+            if unique:
+                stored = len(TaskRun.objects.get(pk=data["hot"][name]).state)
+                lost = result["ok"] - stored
+            rows.append({"scenario": scenario, "target": name, "lost": lost, **result})
+            print(
+                f"  {scenario:28} {name:16} {result['requests'] / result['duration_us'] * 1e6:8.0f} req/s",
+                flush=True,
+            )
+    return rows
+
+
+def print_table(rows, args) -> None:
+    print()
+    print(
+        "| scenario | target | req/s | p50 ms | p99 ms | errors | lost updates | req/s vs taskruns | p99 vs taskruns |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    ours = {row["scenario"]: row for row in rows if row["target"] == "taskruns"}
+    for row in rows:
+        rps = row["requests"] / row["duration_us"] * 1e6
+        base = ours[row["scenario"]]
+        base_rps = base["requests"] / base["duration_us"] * 1e6
+        errors = row["bad_status"] + row["socket_errors"]
+        lost = "" if row["lost"] is None else str(row["lost"])
+        print(
+            f"| {row['scenario']} | {row['target']} | {rps:.0f} | {row['p50_us'] / 1000:.1f} | "
+            f"{row['p99_us'] / 1000:.1f} | {errors} | {lost} | {rps / base_rps:.2f}× | "
+            f"{row['p99_us'] / max(base['p99_us'], 1):.2f}× |"
+        )
+    print()
+    print(f"Rerun: .venv/bin/python -m bench.run --seconds {args.seconds} --workers {args.workers}")
+    print(
+        f"({os.cpu_count()} cores; gunicorn {args.workers} sync workers; wrk, 16 connections; PostgreSQL on 127.0.0.1)"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

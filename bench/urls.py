@@ -1,0 +1,14 @@
+from django.urls import path
+
+from config.urls import urlpatterns as app_urlpatterns
+
+from . import baselines
+
+urlpatterns = [
+    path("bench/posthog/runs/<uuid:run_id>/", baselines.PostHogStyleRunView.as_view()),
+    path("bench/posthog/tasks/<uuid:task_id>/runs/", baselines.PostHogStyleRunList.as_view()),
+    path("bench/naive/runs/<uuid:run_id>/", baselines.NaiveRunView.as_view()),
+    path("bench/floor/runs/<uuid:run_id>/", baselines.floor_run),
+    path("bench/floor/tasks/<uuid:task_id>/runs/", baselines.floor_run_list),
+    *app_urlpatterns,
+]
