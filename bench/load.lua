@@ -3,6 +3,8 @@
 --   BENCH_PATHS   file with one request path per line; each request picks one at random
 --   BENCH_KEY     API key (Bearer)
 --   BENCH_UNIQUE  "1": each PATCH adds a state key unique to its thread and sequence number
+--   BENCH_ACKED   with BENCH_UNIQUE, a file to which the keys of all 2xx-acknowledged PATCHes
+--                 are written (one connection per thread, so responses come in request order)
 -- Prints one line "RESULT {json}" with counts and latency percentiles (microseconds).
 local threads = {}
 
@@ -19,11 +21,19 @@ function init(args)
   method = os.getenv("BENCH_METHOD")
   unique = os.getenv("BENCH_UNIQUE") == "1"
   headers = { ["Authorization"] = "Bearer " .. os.getenv("BENCH_KEY"), ["Content-Type"] = "application/json" }
-  sent, ok, bad = 0, 0, 0
+  sent, answered, ok, bad = 0, 0, 0, 0
+  -- wrk calls request() once on its first thread to check the script before sending
+  -- anything; that request is never sent, so it must not take a sequence number.
+  verifying = id == 1
+  acked = {}
   math.randomseed(id * 7919 + os.time())
 end
 
 function request()
+  if verifying then
+    verifying = false
+    return wrk.format(method, paths[1], headers, method == "GET" and nil or "{}")
+  end
   sent = sent + 1
   local path = paths[math.random(#paths)]
   if method == "GET" then
@@ -34,15 +44,28 @@ function request()
 end
 
 function response(status, headers, body)
-  if status >= 200 and status < 300 then ok = ok + 1 else bad = bad + 1 end
+  answered = answered + 1
+  if status >= 200 and status < 300 then
+    ok = ok + 1
+    if unique then table.insert(acked, string.format("w%d_%d", id, answered)) end
+  else
+    bad = bad + 1
+  end
 end
+
+
 
 function done(summary, latency, requests)
   local total_ok, total_bad = 0, 0
+  local out = os.getenv("BENCH_ACKED") and io.open(os.getenv("BENCH_ACKED"), "w")
   for _, thread in ipairs(threads) do
     total_ok = total_ok + thread:get("ok")
     total_bad = total_bad + thread:get("bad")
+    if out then
+      for _, key in ipairs(thread:get("acked")) do out:write(key, "\n") end
+    end
   end
+  if out then out:close() end
   local e = summary.errors
   io.write(string.format(
     'RESULT {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, "ok": %d, "bad_status": %d, ' ..

@@ -11,9 +11,11 @@ import hashlib
 import hmac
 import secrets
 
-from django.db import transaction
+from django.contrib.auth import get_user_model
+from django.db import connection, transaction
 from django.utils import timezone
 
+from . import rows
 from .models import ApiKey
 
 KEY_MARK = "trk_"
@@ -47,13 +49,23 @@ def find_active_key(raw_key: str) -> ApiKey | None:
     """The active key matching ``raw_key`` (with its user loaded), or None."""
     if not raw_key.startswith(KEY_MARK) or len(raw_key) <= PREFIX_LENGTH:
         return None
-    candidate = (
-        ApiKey.objects.select_related("user")
-        .filter(prefix=raw_key[:PREFIX_LENGTH], revoked_at__isnull=True)
-        .first()
+    user_model = get_user_model()
+    sql = (
+        f"SELECT {rows.columns(ApiKey, 'k')}, {rows.columns(user_model, 'u')} "
+        f"FROM {ApiKey._meta.db_table} k JOIN {user_model._meta.db_table} u "
+        f"ON u.{user_model._meta.pk.column} = k.user_id "
+        "WHERE k.prefix = %s AND k.revoked_at IS NULL"
     )
-    if candidate is None or not hmac.compare_digest(candidate.key_hash, hash_key(raw_key)):
+    with connection.cursor() as cursor:  # on every request: hand-written rather than compiled
+        cursor.execute(sql, [raw_key[:PREFIX_LENGTH]])
+        row = cursor.fetchone()
+    if row is None:
         return None
+    split = rows.width(ApiKey)
+    candidate = rows.instance(ApiKey, row[:split])
+    if not hmac.compare_digest(candidate.key_hash, hash_key(raw_key)):
+        return None
+    candidate.user = rows.instance(user_model, row[split:])
     return candidate
 
 

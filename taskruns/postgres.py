@@ -17,6 +17,9 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from django.db import connection
+
+from . import rows
 from .access import RunScope
 from .history import Actor
 from .models import TaskRun, TaskRunEvent, TaskRunEventKind, TaskRunLogEntry, TaskRunStatus
@@ -92,7 +95,7 @@ def patch_statement(
         condition_params.append(sorted(if_match))
 
     scope_sql, scope_params = scope.sql("id") if scope is not None else ("TRUE", [])
-    columns = ", ".join(f"run.{field.column}" for field in TaskRun._meta.concrete_fields)
+    columns = rows.columns(TaskRun, "run")
     where = "".join(f" AND {condition}" for condition in conditions)
     sql = (
         f"WITH old AS (SELECT id, status, environment FROM {RUN} "
@@ -140,8 +143,15 @@ def patch_in_one_statement(run_id, changes, *, scope, if_match, now, actor: Acto
     """Run the statement; the updated run (with ``old_status``, ``old_environment`` and
     ``has_log`` attributes), or None when no row qualified."""
     sql, params = patch_statement(run_id, changes, scope=scope, if_match=if_match, now=now, actor=actor)
-    rows = list(TaskRun.objects.raw(sql, params))
-    return rows[0] if rows else None
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    width = rows.width(TaskRun)
+    run = rows.instance(TaskRun, row[:width])
+    run.old_status, run.old_environment, run.has_log = row[width:]
+    return run
 
 
 def _jsonb(value: Any) -> str:
