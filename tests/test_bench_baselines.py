@@ -1,0 +1,35 @@
+"""The benchmark's baselines do what bench/README.md says, so its numbers mean something."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import override_settings
+
+from taskruns.models import TaskRun
+
+pytestmark = pytest.mark.urls("bench.urls")
+
+
+@pytest.mark.parametrize("target", ["posthog", "naive", pytest.param("floor", marks=pytest.mark.postgres)])
+def test_baseline_patch_merges_state(api, run, target):
+    TaskRun.objects.filter(pk=run.pk).update(state={"kept": 1})
+    response = api.patch(f"/bench/{target}/runs/{run.pk}/", {"state": {"added": 2}}, format="json")
+    assert response.status_code == 200
+    row = TaskRun.objects.get(pk=run.pk)
+    assert row.state == {"kept": 1, "added": 2} and row.version == run.version + 1
+
+
+@pytest.mark.parametrize("path", ["/bench/posthog/runs/{run}/", "/bench/floor/runs/{run}/"])
+def test_baseline_get_needs_the_key(api, run, path, client):
+    assert api.get(path.format(run=run.pk)).json()["id"] == str(run.pk)
+    assert client.get(path.format(run=run.pk)).status_code in (401, 403)
+
+
+@pytest.mark.parametrize("path", ["/bench/posthog/tasks/{task}/runs/?limit=100", "/bench/floor/tasks/{task}/runs/"])
+def test_baseline_lists(api, run, path):
+    assert len(api.get(path.format(task=run.task_id)).json()["results"]) == 1
+
+
+@override_settings(ROOT_URLCONF="bench.urls")
+def test_the_app_is_served_beside_the_baselines(api, run):
+    assert api.get(f"/api/projects/{run.project_id}/tasks/{run.task_id}/runs/{run.pk}/").status_code == 200
