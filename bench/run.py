@@ -179,7 +179,12 @@ def run_scenarios(data, seconds) -> list[dict]:
                 acked = result.pop("acked")
                 lost = len(acked - stored)
                 if os.environ.get("BENCH_DEBUG"):
-                    print("acked-not-stored", sorted(acked - stored)[:5], "stored-not-acked", len(stored - acked))
+                    print(
+                        "acked-not-stored",
+                        sorted(acked - stored)[:5],
+                        "stored-not-acked",
+                        len(stored - acked),
+                    )
             result.pop("acked", None)
             rows.append({"scenario": scenario, "target": name, "lost": lost, **result})
             print(

@@ -25,7 +25,9 @@ def test_baseline_get_needs_the_key(api, run, path, client):
     assert client.get(path.format(run=run.pk)).status_code in (401, 403)
 
 
-@pytest.mark.parametrize("path", ["/bench/posthog/tasks/{task}/runs/?limit=100", "/bench/floor/tasks/{task}/runs/"])
+@pytest.mark.parametrize(
+    "path", ["/bench/posthog/tasks/{task}/runs/?limit=100", "/bench/floor/tasks/{task}/runs/"]
+)
 def test_baseline_lists(api, run, path):
     assert len(api.get(path.format(task=run.task_id)).json()["results"]) == 1
 
