@@ -31,8 +31,8 @@ test-postgres: setup
 	DATABASE_URL=$(PG_DATABASE_URL) $(PY) -m pytest
 
 lint: setup
-	$(VENV)/bin/ruff check taskruns config tests manage.py
-	$(VENV)/bin/ruff format --check taskruns config tests manage.py
+	$(VENV)/bin/ruff check taskruns config tests bench manage.py
+	$(VENV)/bin/ruff format --check taskruns config tests bench manage.py
 
 # Regenerate the committed schema after an API change (tests/test_schema.py compares them).
 schema: setup
