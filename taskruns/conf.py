@@ -32,6 +32,15 @@ DEFAULTS: dict[str, Any] = {
     "LOG_MAX_ENTRIES_PER_CALL": 1000,
     "LOG_MAX_ENTRY_BYTES": 64 * 1024,
     "LOG_MAX_ENTRIES_PER_RUN": 100_000,
+    # Largest request body the app's endpoints read, in bytes; larger is a 413 `request_too_large`.
+    "MAX_REQUEST_BYTES": 1024 * 1024,
+    # Deepest nesting of JSON arrays/objects accepted in a body; deeper is a 400 `too_deep`.
+    "MAX_JSON_DEPTH": 64,
+    # Most state keys one PATCH may set plus remove; more is a 400 `too_many_keys`.
+    "MAX_STATE_KEYS_PER_PATCH": 1000,
+    # Largest a run's state may grow, as JSON text in bytes, after a merge; larger is a 413
+    # `state_too_large` and nothing is written.
+    "MAX_STATE_BYTES": 1024 * 1024,
 }
 
 

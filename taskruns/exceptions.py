@@ -64,3 +64,23 @@ class PreconditionFailed(TaskRunsError):
     def __init__(self, run) -> None:
         super().__init__(current_status=run.status, current_version=run.version)
         self.run = run
+
+
+class RequestTooLarge(TaskRunsError):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = _("The request body is too large.")
+    default_code = "request_too_large"
+
+
+class StateTooLarge(TaskRunsError):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = _("The run's state would be larger than the limit after this change.")
+    default_code = "state_too_large"
+
+
+class DatabaseUnavailable(TaskRunsError):
+    """The database could not be reached or failed mid-request: retry later, nothing was kept."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = _("The database is unavailable; retry later.")
+    default_code = "database_unavailable"

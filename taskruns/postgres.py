@@ -21,6 +21,7 @@ from django.db import connection
 
 from . import rows
 from .access import RunScope
+from .conf import app_settings
 from .history import Actor
 from .models import TaskRun, TaskRunEvent, TaskRunEventKind, TaskRunLogEntry, TaskRunStatus
 from .transitions import TERMINAL_STATUSES, transition_table
@@ -88,8 +89,12 @@ def patch_statement(
             sets.append("output = %s::jsonb")
             params.append(_jsonb(sent))
     if changes.get("state") or changes.get("state_remove_keys"):
-        sets.append("state = (run.state - %s::text[]) || %s::jsonb")
-        params += [list(changes.get("state_remove_keys") or []), _jsonb(changes.get("state") or {})]
+        merged = "((run.state - %s::text[]) || %s::jsonb)"
+        merged_params = [list(changes.get("state_remove_keys") or []), _jsonb(changes.get("state") or {})]
+        sets.append(f"state = {merged}")
+        params += merged_params
+        conditions.append(f"octet_length({merged}::text) <= %s")
+        condition_params += [*merged_params, app_settings.MAX_STATE_BYTES]
     if if_match is not None:
         conditions.append("run.version = ANY(%s)")
         condition_params.append(sorted(if_match))

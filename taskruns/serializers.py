@@ -101,6 +101,14 @@ class TaskRunUpdateSerializer(serializers.Serializer):
         return value
 
     def validate(self, attrs):
+        named_keys = len(attrs.get("state", {})) + len(attrs.get("state_remove_keys", []))
+        if named_keys > app_settings.MAX_STATE_KEYS_PER_PATCH:
+            raise serializers.ValidationError(
+                _("At most {most} state keys may be set and removed in one PATCH.").format(
+                    most=app_settings.MAX_STATE_KEYS_PER_PATCH
+                ),
+                code="too_many_keys",
+            )
         protected = set(app_settings.PROTECTED_STATE_KEYS)
         errors = {}
         for field, keys in (

@@ -8,6 +8,7 @@ sent only after it commits.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -19,7 +20,13 @@ from rest_framework.exceptions import NotFound
 
 from . import postgres, signals
 from .conf import app_settings
-from .exceptions import AlreadyActiveInCloud, CloudStartFailed, InvalidTransition, LogFull, PreconditionFailed
+from .exceptions import (
+    AlreadyActiveInCloud,
+    CloudStartFailed,
+    InvalidTransition,
+    LogFull,
+    PreconditionFailed,
+)
 from .history import SYSTEM, Actor, Change, record
 from .models import Task, TaskRun, TaskRunEnvironment, TaskRunEventKind, TaskRunLogEntry, TaskRunStatus
 from .transitions import allowed_targets, is_allowed, is_terminal
@@ -223,6 +230,12 @@ def history_of(
         change.keys_set = sorted(changes.get("state") or {})
         change.keys_removed = list(changes.get("state_remove_keys") or [])
     return history
+
+
+def state_size(state: Mapping[str, Any]) -> int:
+    """The size MAX_STATE_BYTES limits: the state as JSON text, in UTF-8 bytes, spaced as
+    PostgreSQL renders jsonb (which the one-statement PATCH measures with octet_length)."""
+    return len(json.dumps(state, ensure_ascii=False, separators=(", ", ": ")).encode())
 
 
 def merged_output(stored: Any, sent: Any) -> Any:

@@ -4,8 +4,10 @@ change to taskruns.updates."""
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 
+from django.db import InterfaceError, OperationalError
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -21,10 +23,11 @@ from rest_framework.response import Response
 from . import updates
 from .access import RunScope, visible_projects
 from .etags import etag_for, if_match_versions, if_none_match_hits
-from .exceptions import PreconditionFailed, TaskRunsError
+from .exceptions import DatabaseUnavailable, PreconditionFailed, TaskRunsError
 from .history import Actor
 from .models import Project, Task, TaskRun, TaskRunEvent, TaskRunLogEntry
 from .openapi import TaskRunsAutoSchema
+from .parsers import TaskRunsJSONParser
 from .serializers import (
     AppendLogSerializer,
     SetOutputSerializer,
@@ -34,6 +37,8 @@ from .serializers import (
     TaskRunUpdateSerializer,
     TaskSerializer,
 )
+
+logger = logging.getLogger(__name__)
 
 MAX_BIGINT = 2**63 - 1
 
@@ -49,6 +54,7 @@ class ProjectScopedViewSet(viewsets.GenericViewSet):
     """Base of the app's viewsets: scoping to the URL's project, pagination, error extras."""
 
     permission_classes = [IsAuthenticated]
+    parser_classes = [TaskRunsJSONParser]
     pagination_class = TaskRunsPagination
     schema = TaskRunsAutoSchema()
 
@@ -70,6 +76,11 @@ class ProjectScopedViewSet(viewsets.GenericViewSet):
         )
 
     def handle_exception(self, exc):
+        if isinstance(exc, OperationalError | InterfaceError):
+            # The database went away or failed mid-request: nothing was kept (a write is one
+            # statement or one transaction), so the client may retry. Not a 500.
+            logger.warning("database unavailable: %s", exc.__class__.__name__)
+            exc = DatabaseUnavailable()
         response = super().handle_exception(exc)
         # Whatever shape the host's exception handler gives errors, a conflict also tells the
         # client the run's current status (and allowed targets) so it can recover.
