@@ -26,6 +26,7 @@ from .exceptions import (
     InvalidTransition,
     LogFull,
     PreconditionFailed,
+    StateTooLarge,
 )
 from .history import SYSTEM, Actor, Change, record
 from .models import Task, TaskRun, TaskRunEnvironment, TaskRunEventKind, TaskRunLogEntry, TaskRunStatus
@@ -211,9 +212,10 @@ def apply_changes(run: TaskRun, changes: Mapping[str, Any]) -> None:
     if "output" in changes:
         run.output = merged_output(run.output, changes["output"])
     if changes.get("state") or changes.get("state_remove_keys"):
-        run.state = merged_state(
-            run.state, changes.get("state") or {}, changes.get("state_remove_keys") or []
-        )
+        state = merged_state(run.state, changes.get("state") or {}, changes.get("state_remove_keys") or [])
+        if state_size(state) > app_settings.MAX_STATE_BYTES:
+            raise StateTooLarge(limit=app_settings.MAX_STATE_BYTES)
+        run.state = state
 
 
 def history_of(
