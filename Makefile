@@ -25,7 +25,7 @@ run: setup
 test: setup chromium test-sqlite test-postgres
 
 test-sqlite: setup
-	$(PY) -m pytest -m "not postgres and not browser and not agent_client"
+	$(PY) -m pytest -m "not postgres and not browser and not agent_client and not faults"
 
 test-postgres: setup
 	DATABASE_URL=$(PG_DATABASE_URL) $(PY) -m pytest

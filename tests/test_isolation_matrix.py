@@ -36,7 +36,14 @@ ROUTES = [
     ("get", "tasks/{task}/runs/{run}/logs/", None, 200),
     ("get", "tasks/{task}/runs/{run}/events/", None, 200),
 ]
-CALLERS = ["anonymous", "bad key", "revoked key", "key for another project", "member of another project", "member"]
+CALLERS = [
+    "anonymous",
+    "bad key",
+    "revoked key",
+    "key for another project",
+    "member of another project",
+    "member",
+]
 
 
 @pytest.fixture
@@ -71,7 +78,9 @@ def state_of_everything() -> list:
 
 
 @pytest.mark.parametrize("caller", CALLERS)
-@pytest.mark.parametrize(("method", "path", "body", "member_status"), ROUTES, ids=[f"{m} {p}" for m, p, _, _ in ROUTES])
+@pytest.mark.parametrize(
+    ("method", "path", "body", "member_status"), ROUTES, ids=[f"{m} {p}" for m, p, _, _ in ROUTES]
+)
 def test_matrix(world, caller, method, path, body, member_status):
     client = APIClient()
     if world["keys"][caller]:
