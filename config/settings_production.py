@@ -1,0 +1,54 @@
+"""Deployment profile of the demo project: `DJANGO_SETTINGS_MODULE=config.settings_production`.
+
+Secrets and hosts come from the environment and are required: a missing one stops start-up
+rather than falling back to a demo value. `manage.py check --deploy` is clean with it
+(tests/test_production_settings.py).
+
+    DJANGO_SECRET_KEY       required, long and random
+    DJANGO_ALLOWED_HOSTS    required, comma-separated host names
+    DATABASE_URL            required in practice (PostgreSQL)
+    DJANGO_CSRF_TRUSTED_ORIGINS   optional, comma-separated https:// origins
+    DJANGO_BEHIND_TLS_PROXY       "1" when a proxy terminates TLS and sets X-Forwarded-Proto
+"""
+
+import os
+
+from .settings import *  # noqa: F403
+
+
+def _required(name: str) -> str:
+    value = os.environ.get(name, "")
+    if not value:
+        raise RuntimeError(f"{name} must be set for the production settings")
+    return value
+
+
+DEBUG = False
+SECRET_KEY = _required("DJANGO_SECRET_KEY")
+ALLOWED_HOSTS = [host.strip() for host in _required("DJANGO_ALLOWED_HOSTS").split(",") if host.strip()]
+CSRF_TRUSTED_ORIGINS = [
+    o.strip() for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
+]
+
+SESSION_COOKIE_SECURE = True
+CSRF_COOKIE_SECURE = True
+SECURE_SSL_REDIRECT = True
+SECURE_HSTS_SECONDS = 60 * 60 * 24 * 365
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+if os.environ.get("DJANGO_BEHIND_TLS_PROXY") == "1":
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Persistent connections, checked before reuse so a restarted database costs one 503 at most.
+DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("DJANGO_CONN_MAX_AGE", "60"))  # noqa: F405
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True  # noqa: F405
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {"taskruns": {"handlers": ["console"], "level": "INFO", "propagate": False}},
+}
