@@ -39,6 +39,59 @@ class TaskRunsAutoSchema(AutoSchema):
     def get_tags(self) -> list[str]:
         return ["tasks"]
 
+    def get_operation(self, path, path_regex, path_prefix, method, registry):
+        operation = super().get_operation(path, path_regex, path_prefix, method, registry)
+        if operation is not None:
+            for status in self._error_statuses():
+                operation["responses"].setdefault(str(status), _error_response(status))
+            if self.method == "GET" and self.view.action == "retrieve" and self._is_run_view():
+                operation["responses"]["304"] = {
+                    "description": "Not modified: If-None-Match holds the current ETag."
+                }
+        return operation
+
+    def _error_statuses(self) -> list[int]:
+        """The error statuses this operation can answer (design §10, README "Errors")."""
+        action = getattr(self.view, "action", None)
+        statuses = [401, 404, 503]
+        if self.method in ("POST", "PATCH", "PUT") and self.get_request_serializer() is not None:
+            statuses += [400, 413, 415]
+        if (
+            action in ("partial_update", "resume_in_cloud", "set_output", "append_log")
+            and self._is_run_view()
+        ):
+            statuses.append(412)
+        if action in ("partial_update", "resume_in_cloud") and self._is_run_view():
+            statuses.append(409)
+        if action == "resume_in_cloud":
+            statuses.append(502)
+        return sorted(statuses)
+
+    def _is_run_view(self) -> bool:
+        return "/runs/" in self.path
+
+
+ERROR_DESCRIPTIONS = {
+    400: "Invalid input; the body names each problem with a machine-readable code.",
+    401: "Missing or invalid credentials (with `WWW-Authenticate: Bearer`).",
+    404: "No such resource, or not visible to this caller.",
+    409: "Conflict with the run's current status; the body carries `current_status`.",
+    412: "If-Match names an older version; the body carries the current `run`.",
+    413: "The body, the run's state or its log would exceed a limit.",
+    415: "The body is not `application/json`.",
+    502: "The cloud worker could not be started; nothing was changed.",
+    503: "The database is unavailable; nothing was changed, retry later.",
+}
+
+
+def _error_response(status: int) -> dict:
+    # The error body's shape is the host's EXCEPTION_HANDLER's to decide (the demo uses
+    # drf-standardized-errors), so it is documented as an object, not a fixed layout.
+    return {
+        "description": ERROR_DESCRIPTIONS[status],
+        "content": {"application/json": {"schema": {"type": "object", "additionalProperties": {}}}},
+    }
+
 
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
     target_class = "taskruns.authentication.ApiKeyAuthentication"

@@ -297,7 +297,13 @@ class TaskRunEventSerializer(serializers.ModelSerializer):
     """One entry of a run's history."""
 
     user = serializers.SerializerMethodField(help_text="Username of who made the change, if a user did.")
-    api_key = serializers.SlugRelatedField(source="actor_api_key", slug_field="prefix", read_only=True)
+    api_key = serializers.SlugRelatedField(
+        source="actor_api_key",
+        slug_field="prefix",
+        read_only=True,
+        allow_null=True,
+        help_text="Public prefix of the API key used, if one was.",
+    )
 
     class Meta:
         model = TaskRunEvent

@@ -8,16 +8,16 @@ from .views import TaskRunViewSet, TaskViewSet
 app_name = "taskruns"
 
 router = SimpleRouter()
-router.register(r"projects/(?P<project_id>[0-9]+)/tasks", TaskViewSet, basename="task")
+router.register(r"projects/(?P<project_id>[^/]+)/tasks", TaskViewSet, basename="task")
 router.register(
-    r"projects/(?P<project_id>[0-9]+)/tasks/(?P<task_id>[^/.]+)/runs", TaskRunViewSet, basename="run"
+    r"projects/(?P<project_id>[^/]+)/tasks/(?P<task_id>[^/]+)/runs", TaskRunViewSet, basename="run"
 )
 
 urlpatterns = [
     # The agent client reads `…/logs` without a trailing slash: answer it directly, no redirect.
     # (Left out of the schema, where `…/logs/` already describes the operation.)
     re_path(
-        r"^projects/(?P<project_id>[0-9]+)/tasks/(?P<task_id>[^/.]+)/runs/(?P<pk>[^/.]+)/logs$",
+        r"^projects/(?P<project_id>[^/]+)/tasks/(?P<task_id>[^/]+)/runs/(?P<pk>[^/]+)/logs$",
         TaskRunViewSet.as_view({"get": "logs"}, schema=None),
     ),
     *router.urls,

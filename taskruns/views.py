@@ -12,7 +12,7 @@ from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
@@ -55,15 +55,17 @@ class ProjectScopedViewSet(viewsets.GenericViewSet):
 
     permission_classes = [IsAuthenticated]
     parser_classes = [TaskRunsJSONParser]
+    lookup_value_regex = "[^/]+"  # anything up to the next slash reaches the view and 404s as JSON
     pagination_class = TaskRunsPagination
     schema = TaskRunsAutoSchema()
 
     @property
     def project_id(self) -> int:
-        project_id = int(self.kwargs["project_id"])
-        if project_id > MAX_BIGINT:  # no such row, and too big for the database to compare
+        raw = self.kwargs["project_id"]
+        # Malformed ids are unknown ids: 404. (Not int(): it also reads "٣" and " 3".)
+        if not raw.isascii() or not raw.isdigit() or int(raw) > MAX_BIGINT:
             raise NotFound()
-        return project_id
+        return int(raw)
 
     def get_project(self) -> Project:
         """The URL's project, or 404 when this request may not see it."""
@@ -79,7 +81,7 @@ class ProjectScopedViewSet(viewsets.GenericViewSet):
         if isinstance(exc, OperationalError | InterfaceError):
             # The database went away or failed mid-request: nothing was kept (a write is one
             # statement or one transaction), so the client may retry. Not a 500.
-            logger.warning("database unavailable: %s", exc.__class__.__name__)
+            logger.warning("database unavailable: %s: %s", exc.__class__.__name__, exc)
             exc = DatabaseUnavailable()
         response = super().handle_exception(exc)
         # Whatever shape the host's exception handler gives errors, a conflict also tells the
@@ -97,6 +99,16 @@ def parse_uuid(value: str) -> uuid.UUID:
         raise NotFound() from None
 
 
+def _path_ids(*ids: tuple[str, object, str]) -> list[OpenApiParameter]:
+    # The URL patterns accept anything up to the next slash (so a malformed id is a JSON 404),
+    # which says nothing of the ids' types: they are declared here instead.
+    return [OpenApiParameter(name, kind, OpenApiParameter.PATH, description=text) for name, kind, text in ids]
+
+
+PROJECT_ID = ("project_id", int, "The project's id.")
+
+
+@extend_schema(parameters=_path_ids(PROJECT_ID, ("id", OpenApiTypes.UUID, "The task's id.")))
 class TaskViewSet(
     mixins.ListModelMixin,
     mixins.CreateModelMixin,
@@ -129,7 +141,14 @@ class TaskViewSet(
         Task.objects.filter(pk=instance.pk).update(deleted_at=timezone.now())
 
 
-@extend_schema(responses=TaskRunSerializer)
+@extend_schema(
+    responses=TaskRunSerializer,
+    parameters=_path_ids(
+        PROJECT_ID,
+        ("task_id", OpenApiTypes.UUID, "The task's id."),
+        ("id", OpenApiTypes.UUID, "The run's id."),
+    ),
+)
 class TaskRunViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
