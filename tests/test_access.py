@@ -207,3 +207,23 @@ def test_run_scope_sql_selects_the_same_runs_as_its_queryset(run, user, caller):
     assert by_sql == by_queryset
     expected = 2 if caller in ("member", "key", "key_here") else 0
     assert len(by_queryset) == expected
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/projects/%C2%84/tasks/",  # found by the schema fuzzer: was Django's HTML 404
+        "/api/projects/abc/tasks/",
+        "/api/projects/%D9%A3/tasks/",  # an Arabic-Indic digit, which int() would accept
+        "/api/projects/-1/tasks/",
+        "/api/projects/{project}/tasks/a.b/",
+        "/api/projects/{project}/tasks/{task}/runs/a.b/",
+        "/api/projects/{project}/tasks/{task}/runs/a.b/logs",
+        "/api/projects/{project}/nothing-here/",
+    ],
+)
+def test_malformed_ids_and_unknown_api_urls_are_json_404s(api, run, path):
+    response = api.get(path.format(project=run.project_id, task=run.task_id))
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["errors"][0]["code"] == "not_found"
