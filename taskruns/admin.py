@@ -31,17 +31,24 @@ class ProjectAdmin(admin.ModelAdmin):
     filter_horizontal = ["members"]
 
 
-class TaskRunInline(admin.TabularInline):
-    model = TaskRun
-    fields = ["id", "status", "environment", "stage", "branch", "version", "updated_at"]
-    readonly_fields = fields
+class ReadOnlyInline(admin.TabularInline):
+    """An inline that only shows rows: runs and events are never added or deleted here."""
+
     extra = 0
-    show_change_link = True
     can_delete = False
-    ordering = ["-created_at"]
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
+
+
+class TaskRunInline(ReadOnlyInline):
+    model = TaskRun
+    fields = ["id", "status", "environment", "stage", "branch", "version", "updated_at"]
+    show_change_link = True
+    ordering = ["-created_at"]
 
 
 @admin.register(Task)
@@ -91,7 +98,7 @@ def _status_action(status: str):
     )
 
 
-class TaskRunEventInline(admin.TabularInline):
+class TaskRunEventInline(ReadOnlyInline):
     """The run's history, read-only: events are append-only."""
 
     model = TaskRunEvent
@@ -106,13 +113,7 @@ class TaskRunEventInline(admin.TabularInline):
         "actor_api_key",
         "via",
     ]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
     ordering = ["id"]
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(TaskRun)

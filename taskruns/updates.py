@@ -102,7 +102,11 @@ def _patch_in_one_statement(run_id, changes, scope, if_match, actor, attempts: i
             raise NotFound()
         _check_version(current, if_match)
         apply_changes(current, changes)  # raises InvalidTransition if the move is refused
-        # The move is allowed now: the run changed between the statement and this read. Again.
+        # Nothing refuses it now: the run changed between the statement and this read. Again.
+    if changes.get("state") or changes.get("state_remove_keys"):
+        # The one condition Python measures slightly differently from PostgreSQL (jsonb's own
+        # number rendering): at the boundary, the database's measure decides.
+        raise StateTooLarge(limit=app_settings.MAX_STATE_BYTES)
     raise InvalidTransition(
         current.status, changes.get("status", current.status), allowed_targets(current.status)
     )

@@ -407,3 +407,12 @@ def test_hostile_pagination_is_answered(api, run, query):
     assert isinstance(response.json()["results"], list)
     assert api.get(f"{run_url(run, 'events')}?{query}").status_code == 200
     assert api.get(f"{tasks_url(run.project_id)}?{query}").status_code == 200
+
+
+@pytest.mark.postgres
+@override_settings(TASKRUNS={"MAX_STATE_BYTES": 400})
+def test_the_database_measure_decides_at_the_state_size_boundary(api, run):
+    # 1e308 is 6 characters to Python and 309 digits in PostgreSQL's rendering of jsonb.
+    before = snapshot(run)
+    response = api.patch(run_url(run), {"state": {"n": 1e308}}, format="json")
+    assert_rejected(response, before, run, status=413, code="state_too_large")
