@@ -410,7 +410,7 @@ def test_hostile_pagination_is_answered(api, run, query):
 
 
 @pytest.mark.postgres
-@override_settings(TASKRUNS={"MAX_STATE_BYTES": 400})
+@override_settings(TASKRUNS={"MAX_STATE_BYTES": 100})
 def test_the_database_measure_decides_at_the_state_size_boundary(api, run):
     # 1e308 is 6 characters to Python and 309 digits in PostgreSQL's rendering of jsonb.
     before = snapshot(run)
