@@ -1,8 +1,9 @@
 """Every write to a run goes through here: PATCH, run actions, the admin and internal code.
 
-A change is applied to the latest stored row under a row lock, inside one transaction, so
-that concurrent writers never lose each other's keys and a rejected change leaves the row as
-it was. The change is recorded in the run's history in the same transaction, and signals are
+A change is applied to the latest stored row — on PostgreSQL a PATCH is one conditional
+statement (taskruns.postgres), otherwise the row is locked and saved inside one transaction — so
+that concurrent writers never lose each other's keys and a rejected change leaves the row as it
+was. The change is recorded in the run's history in the same transaction, and signals are
 sent only after it commits.
 """
 
