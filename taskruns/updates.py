@@ -19,7 +19,8 @@ from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 from rest_framework.exceptions import NotFound
 
-from . import postgres, signals
+from . import postgres, rows, signals
+from .access import RunScope
 from .conf import app_settings
 from .exceptions import (
     AlreadyActiveInCloud,
@@ -46,6 +47,25 @@ def log_exists() -> Exists:
 def runs_with_log_flag():
     """Runs annotated with ``has_log``."""
     return TaskRun.objects.annotate(has_log=log_exists())
+
+
+def read_run(run_id, scope: RunScope) -> TaskRun | None:
+    """The run ``run_id`` if it is in ``scope``, with ``has_log``; one hand-written query."""
+    table, log_table = TaskRun._meta.db_table, TaskRunLogEntry._meta.db_table
+    scope_sql, scope_params = scope.sql("run.id")
+    sql = (
+        f"SELECT {rows.columns(TaskRun, 'run')}, "
+        f"EXISTS (SELECT 1 FROM {log_table} WHERE {log_table}.run_id = run.id) "
+        f"FROM {table} run WHERE run.id = %s AND {scope_sql}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [TaskRun._meta.pk.get_db_prep_value(run_id, connection), *scope_params])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    run = rows.instance(TaskRun, row[:-1])
+    run.has_log = bool(row[-1])
+    return run
 
 
 def create_run(

@@ -180,8 +180,12 @@ class TaskRunViewSet(
         return RunScope(self.request, self.project_id, parse_uuid(self.kwargs["task_id"]))
 
     def get_object(self):
-        parse_uuid(self.kwargs["pk"])
-        return super().get_object()
+        # The run is read with the scope as SQL (as the PATCH statement uses it): the most
+        # frequent read of an agent, without compiling a queryset each time.
+        run = updates.read_run(self.run_id, self.run_scope())
+        if run is None:
+            raise NotFound()
+        return run
 
     @property
     def actor(self) -> Actor:

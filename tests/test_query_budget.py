@@ -65,3 +65,9 @@ def test_run_list_page_takes_a_constant_number_of_queries(warm_api, task):
     big, big_queries = count_queries(lambda: warm_api.get(runs_url(task), {"limit": 100}))
     assert len(small.json()["results"]) == 11 and len(big.json()["results"]) == 100
     assert len(big_queries) == len(small_queries) == 4, big_queries  # key, task, count, page
+
+
+def test_get_of_a_run_takes_two_statements(warm_api, run):
+    response, queries = count_queries(lambda: warm_api.get(run_url(run)))
+    assert response.status_code == 200 and response.json()["id"] == str(run.pk)
+    assert len(queries) == 2, queries  # the key, the run (scope and log flag in the same query)
