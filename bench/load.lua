@@ -3,6 +3,7 @@
 --   BENCH_PATHS   file with one request path per line; each request picks one at random
 --   BENCH_KEY     API key (Bearer)
 --   BENCH_UNIQUE  "1": each PATCH adds a state key unique to its thread and sequence number
+--   BENCH_ROUND   with BENCH_UNIQUE, a round number that keeps keys unique across wrk runs
 --   BENCH_ACKED   with BENCH_UNIQUE, a file to which the keys of all 2xx-acknowledged PATCHes
 --                 are written (one connection per thread, so responses come in request order)
 -- Prints one line "RESULT {json}" with counts and latency percentiles (microseconds).
@@ -20,6 +21,7 @@ function init(args)
   end
   method = os.getenv("BENCH_METHOD")
   unique = os.getenv("BENCH_UNIQUE") == "1"
+  round = os.getenv("BENCH_ROUND") or "0"
   headers = { ["Authorization"] = "Bearer " .. os.getenv("BENCH_KEY"), ["Content-Type"] = "application/json" }
   sent, answered, ok, bad = 0, 0, 0, 0
   -- wrk calls request() once on its first thread to check the script before sending
@@ -39,7 +41,7 @@ function request()
   if method == "GET" then
     return wrk.format("GET", path, headers)
   end
-  local key = unique and string.format("w%d_%d", id, sent) or string.format("k%d", math.random(50))
+  local key = unique and string.format("r%sw%d_%d", round, id, sent) or string.format("k%d", math.random(50))
   return wrk.format("PATCH", path, headers, string.format('{"state": {"%s": %d}}', key, sent))
 end
 
@@ -47,7 +49,7 @@ function response(status, headers, body)
   answered = answered + 1
   if status >= 200 and status < 300 then
     ok = ok + 1
-    if unique then table.insert(acked, string.format("w%d_%d", id, answered)) end
+    if unique then table.insert(acked, string.format("r%sw%d_%d", round, id, answered)) end
   else
     bad = bad + 1
   end

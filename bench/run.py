@@ -47,8 +47,11 @@ TARGETS = {
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=10, help="duration of each wrk run")
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
+    parser.add_argument("--seconds", type=int, default=5, help="duration of each wrk run")
+    parser.add_argument("--workers", type=int, default=5, help="gunicorn sync workers (2 x cores + 1)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds per scenario; the table shows the median"
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk")
@@ -75,7 +78,7 @@ def main() -> int:
     )
     try:
         wait_until_up(data)
-        rows = run_scenarios(data, args.seconds)
+        rows = run_scenarios(data, args.seconds, args.rounds)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
@@ -125,7 +128,9 @@ def wait_until_up(data) -> None:
     raise SystemExit("gunicorn did not start")
 
 
-def wrk(paths: list[str], method: str, key: str, seconds: int, threads: int, connections: int, unique=False):
+def wrk(
+    paths: list[str], method: str, key: str, seconds: int, threads: int, connections: int, unique, round_
+):
     """Run wrk; its RESULT line, plus ``acked``: the state keys of acknowledged PATCHes."""
     with tempfile.TemporaryDirectory() as tmp:
         path_file, acked_file = Path(tmp) / "paths.txt", Path(tmp) / "acked.txt"
@@ -136,6 +141,7 @@ def wrk(paths: list[str], method: str, key: str, seconds: int, threads: int, con
             "BENCH_METHOD": method,
             "BENCH_KEY": key,
             "BENCH_UNIQUE": "1" if unique else "0",
+            "BENCH_ROUND": str(round_),
             "BENCH_ACKED": str(acked_file),
         }
         command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "10s"]
@@ -146,51 +152,47 @@ def wrk(paths: list[str], method: str, key: str, seconds: int, threads: int, con
     return {**json.loads(line.removeprefix("RESULT ")), "acked": acked}
 
 
-def run_scenarios(data, seconds) -> list[dict]:
+SCENARIOS = [
+    # (name, method, route, wrk threads, unique keys per writer)
+    ("PATCH spread over 200 runs", "PATCH", "run", 2, False),
+    ("16 writers, one run", "PATCH", "hot", WRITERS, True),
+    ("GET a run", "GET", "run", 2, False),
+    ("GET a list page of 100", "GET", "list", 2, False),
+]
+
+
+def run_scenarios(data, seconds, rounds) -> list[dict]:
+    """Each scenario, ``rounds`` times, the targets interleaved within each round so that a
+    slow spell of this shared machine hits them alike; a row per scenario and target holds the
+    median round."""
     from taskruns.models import TaskRun
 
-    def fill(template, run):
-        return template.format(project=data["project"], task=data["task"], run=run)
+    def paths(target, route):
+        template = TARGETS[target]["list" if route == "list" else "run"]
+        runs = [data["hot"][target]] if route == "hot" else data["runs"]
+        return [template.format(project=data["project"], task=data["task"], run=run) for run in runs]
 
     rows = []
-    for name, routes in TARGETS.items():
-        scenarios = [
-            ("16 writers, one run", "PATCH", [fill(routes["run"], data["hot"][name])], WRITERS, True)
-        ]
-        if "list" in routes:
-            scenarios = [
-                (
-                    "PATCH spread over 200 runs",
-                    "PATCH",
-                    [fill(routes["run"], r) for r in data["runs"]],
-                    2,
-                    False,
-                ),
-                *scenarios,
-                ("GET a run", "GET", [fill(routes["run"], r) for r in data["runs"]], 2, False),
-                ("GET a list page of 100", "GET", [fill(routes["list"], None)], 2, False),
-            ]
-        for scenario, method, paths, threads, unique in scenarios:
-            result = wrk(paths, method, data["key"], seconds, threads, WRITERS, unique)
-            lost = None
-            if unique:
-                # A lost update: a PATCH answered 2xx whose key is not in the stored state.
-                stored = set(TaskRun.objects.get(pk=data["hot"][name]).state)
-                acked = result.pop("acked")
-                lost = len(acked - stored)
-                if os.environ.get("BENCH_DEBUG"):
-                    print(
-                        "acked-not-stored",
-                        sorted(acked - stored)[:5],
-                        "stored-not-acked",
-                        len(stored - acked),
-                    )
-            result.pop("acked", None)
-            rows.append({"scenario": scenario, "target": name, "lost": lost, **result})
-            print(
-                f"  {scenario:28} {name:16} {result['requests'] / result['duration_us'] * 1e6:8.0f} req/s",
-                flush=True,
-            )
+    for scenario, method, route, threads, unique in SCENARIOS:
+        targets = [name for name, routes in TARGETS.items() if route == "hot" or route in routes]
+        results: dict[str, list[dict]] = {name: [] for name in targets}
+        for round_ in range(rounds):
+            for name in targets:
+                result = wrk(
+                    paths(name, route), method, data["key"], seconds, threads, WRITERS, unique, round_
+                )
+                if unique:
+                    # A lost update: a PATCH answered 2xx whose key is not in the stored state.
+                    stored = set(TaskRun.objects.get(pk=data["hot"][name]).state)
+                    result["lost"] = len(result["acked"] - stored)
+                del result["acked"]
+                results[name].append(result)
+                rps = result["requests"] / result["duration_us"] * 1e6
+                print(f"  round {round_ + 1}: {scenario:28} {name:16} {rps:8.0f} req/s", flush=True)
+        for name, runs in results.items():
+            median = sorted(runs, key=lambda r: r["requests"] / r["duration_us"])[len(runs) // 2]
+            lost = sum(r["lost"] for r in runs) if unique else None
+            rows.append({**median, "scenario": scenario, "target": name, "lost": lost})
     return rows
 
 
@@ -212,7 +214,11 @@ def print_table(rows, args) -> None:
             f"{row['p99_us'] / max(base['p99_us'], 1):.2f}× |"
         )
     print()
-    print(f"Rerun: .venv/bin/python -m bench.run --seconds {args.seconds} --workers {args.workers}")
+    options = f"--seconds {args.seconds} --workers {args.workers} --rounds {args.rounds}"
+    print(f"Rerun: .venv/bin/python -m bench.run {options}")
+    print(
+        f"(median of {args.rounds} rounds of {args.seconds} s per cell; lost updates summed over the rounds)"
+    )
     print(
         f"({os.cpu_count()} cores, gunicorn {args.workers} sync workers, wrk 16 connections, local Postgres)"
     )
