@@ -47,6 +47,7 @@ def patch_statement(
 ) -> tuple[str, list[Any]]:
     """The SQL and parameters of the one-statement PATCH of ``run_id`` within ``scope``,
     history rows included."""
+    old_columns, old_params = "id, status, environment", []
     sets: list[str] = ["version = run.version + 1", "updated_at = %s"]
     params: list[Any] = [now]
     conditions: list[str] = []
@@ -89,12 +90,12 @@ def patch_statement(
             sets.append("output = %s::jsonb")
             params.append(_jsonb(sent))
     if changes.get("state") or changes.get("state_remove_keys"):
-        merged = "((run.state - %s::text[]) || %s::jsonb)"
-        merged_params = [list(changes.get("state_remove_keys") or []), _jsonb(changes.get("state") or {})]
-        sets.append(f"state = {merged}")
-        params += merged_params
-        conditions.append(f"octet_length({merged}::text) <= %s")
-        condition_params += [*merged_params, app_settings.MAX_STATE_BYTES]
+        # Merged once, on the locked row, in the `old` CTE; measured as PostgreSQL holds it.
+        old_columns += ", (state - %s::text[]) || %s::jsonb AS new_state"
+        old_params += [list(changes.get("state_remove_keys") or []), _jsonb(changes.get("state") or {})]
+        sets.append("state = old.new_state")
+        conditions.append("pg_column_size(old.new_state) <= %s")
+        condition_params.append(app_settings.MAX_STATE_BYTES)
     if if_match is not None:
         conditions.append("run.version = ANY(%s)")
         condition_params.append(sorted(if_match))
@@ -103,13 +104,13 @@ def patch_statement(
     columns = rows.columns(TaskRun, "run")
     where = "".join(f" AND {condition}" for condition in conditions)
     sql = (
-        f"WITH old AS (SELECT id, status, environment FROM {RUN} "
+        f"WITH old AS (SELECT {old_columns} FROM {RUN} "
         f"WHERE id = %s AND {scope_sql} FOR UPDATE), "
         f"updated AS (UPDATE {RUN} AS run SET {', '.join(sets)} FROM old WHERE run.id = old.id{where} "
         f"RETURNING {columns}, old.status AS old_status, old.environment AS old_environment, "
         f"EXISTS (SELECT 1 FROM {LOG} WHERE {LOG}.run_id = run.id) AS has_log)"
     )
-    all_params = [run_id, *scope_params, *params, *condition_params]
+    all_params = [*old_params, run_id, *scope_params, *params, *condition_params]
     moves = [(kind, column) for kind, column in HISTORY_MOVES if column in changes]
     if moves:
         history_sql, history_params = _history_insert(moves, changes, now, actor)
