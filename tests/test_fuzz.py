@@ -7,7 +7,9 @@ type, and a body that matches the documented schema. Not checked: `positive_data
 table, "state must be an object", blank branch names), and the API answers them with a
 documented 4xx by design. Two passes: one with the generated path ids (mostly unknown ids: the
 404 paths), one aimed at a real project, task and run (the data paths). The number of examples
-per operation is bounded (TASKRUNS_FUZZ_EXAMPLES, default 25) so CI stays fast.
+per operation is bounded (TASKRUNS_FUZZ_EXAMPLES, default 25) so CI stays fast. A third test
+follows the links schemathesis infers between operations, in sequences of up to 10 calls
+(TASKRUNS_FUZZ_SEQUENCES, default 30 sequences).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import schemathesis
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
+from hypothesis.stateful import run_state_machine_as_test
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -27,8 +30,10 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from config.wsgi import application
+from taskruns.models import Task
 
 EXAMPLES = int(os.environ.get("TASKRUNS_FUZZ_EXAMPLES", "25"))
+STATEFUL_EXAMPLES = int(os.environ.get("TASKRUNS_FUZZ_SEQUENCES", "30"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", application)
@@ -75,3 +80,34 @@ def test_real_ids(case, target):
         if "task_id" not in case.path_parameters and "id" in case.path_parameters:
             case.path_parameters["id"] = str(run.task_id)  # tasks/{id}/
     case.call_and_validate(headers=target["headers"], checks=CHECKS, excluded_checks=[])
+
+
+@pytest.mark.django_db
+def test_stateful_sequences(target):
+    """Sequences along the links schemathesis infers between operations (a created task's id
+    feeding its runs, a run's id feeding its actions), aimed at the member's real project."""
+    run = target["run"]
+
+    class Workflow(schema.as_state_machine()):
+        def before_call(self, case):
+            if "project_id" in (case.path_parameters or {}):
+                case.path_parameters["project_id"] = run.project_id
+
+        def get_call_kwargs(self, case):
+            return {"headers": target["headers"]}
+
+        def validate_response(self, response, case, additional_checks=None, **kwargs):
+            case.validate_response(response, checks=CHECKS, excluded_checks=[])
+
+    run_state_machine_as_test(
+        Workflow,
+        settings=settings(
+            max_examples=STATEFUL_EXAMPLES,
+            stateful_step_count=10,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            derandomize=True,
+        ),
+    )
+    # The sequences reached the database: tasks were created through the API (the fixture made one).
+    assert Task.objects.count() > 1
