@@ -49,10 +49,11 @@ def runs_with_log_flag():
     return TaskRun.objects.annotate(has_log=log_exists())
 
 
-def read_run(run_id, scope: RunScope) -> TaskRun | None:
-    """The run ``run_id`` if it is in ``scope``, with ``has_log``; one hand-written query."""
+def read_run(run_id, scope: RunScope | None) -> TaskRun | None:
+    """The run ``run_id`` if it is in ``scope`` (None: any run), with ``has_log``; one
+    hand-written query."""
     table, log_table = TaskRun._meta.db_table, TaskRunLogEntry._meta.db_table
-    scope_sql, scope_params = scope.sql("run.id")
+    scope_sql, scope_params = scope.sql("run.id") if scope is not None else ("1 = 1", [])
     sql = (
         f"SELECT {rows.columns(TaskRun, 'run')}, "
         f"EXISTS (SELECT 1 FROM {log_table} WHERE {log_table}.run_id = run.id) "
@@ -118,7 +119,7 @@ def _patch_in_one_statement(run_id, changes, scope, if_match, actor, attempts: i
         if run is not None:
             return run
         # No row qualified: say why, by the same rules the Python path applies.
-        current = _in_scope(runs_with_log_flag(), scope).filter(pk=run_id).first()
+        current = read_run(run_id, scope)
         if current is None:
             raise NotFound()
         _check_version(current, if_match)
@@ -193,7 +194,9 @@ def append_log(run: TaskRun, entries: list[dict], if_match=None) -> int:
 def lock_run(run_id, scope=None, if_match=None) -> TaskRun:
     """Read the latest row of a run in ``scope``, locked against other writers until the
     transaction ends. Raises NotFound out of scope, PreconditionFailed on an ``If-Match`` miss."""
-    runs = _in_scope(runs_with_log_flag().select_related("task"), scope)
+    runs = runs_with_log_flag().select_related("task")
+    if scope is not None:
+        runs = runs.filter(pk__in=scope.runs().values("pk"))
     if connection.features.has_select_for_update:
         of = ("self",) if connection.features.has_select_for_update_of else ()
         runs = runs.select_for_update(of=of)
@@ -206,10 +209,6 @@ def lock_run(run_id, scope=None, if_match=None) -> TaskRun:
         raise NotFound()
     _check_version(run, if_match)
     return run
-
-
-def _in_scope(runs, scope):
-    return runs if scope is None else runs.filter(pk__in=scope.runs().values("pk"))
 
 
 def _check_version(run: TaskRun, if_match) -> None:
