@@ -100,11 +100,11 @@ def patch_statement(
         conditions.append("run.version = ANY(%s)")
         condition_params.append(sorted(if_match))
 
-    scope_sql, scope_params = scope.sql("id") if scope is not None else ("TRUE", [])
+    scope_sql, scope_params = scope.sql("locked") if scope is not None else ("TRUE", [])
     columns = rows.columns(TaskRun, "run")
     where = "".join(f" AND {condition}" for condition in conditions)
     sql = (
-        f"WITH old AS (SELECT {old_columns} FROM {RUN} "
+        f"WITH old AS (SELECT {old_columns} FROM {RUN} AS locked "
         f"WHERE id = %s AND {scope_sql} FOR UPDATE), "
         f"updated AS (UPDATE {RUN} AS run SET {', '.join(sets)} FROM old WHERE run.id = old.id{where} "
         f"RETURNING {columns}, old.status AS old_status, old.environment AS old_environment, "

@@ -25,6 +25,7 @@ def _fields_and_converters(model: type[Model]):
     return tuple(result)
 
 
+@functools.lru_cache(maxsize=64)
 def columns(model: type[Model], alias: str) -> str:
     """The select list of ``model``'s concrete columns, qualified by ``alias``, in field order."""
     return ", ".join(f"{alias}.{connection.ops.quote_name(f.column)}" for f in model._meta.concrete_fields)

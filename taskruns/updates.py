@@ -53,7 +53,7 @@ def read_run(run_id, scope: RunScope | None) -> TaskRun | None:
     """The run ``run_id`` if it is in ``scope`` (None: any run), with ``has_log``; one
     hand-written query."""
     table, log_table = TaskRun._meta.db_table, TaskRunLogEntry._meta.db_table
-    scope_sql, scope_params = scope.sql("run.id") if scope is not None else ("1 = 1", [])
+    scope_sql, scope_params = scope.sql("run") if scope is not None else ("1 = 1", [])
     sql = (
         f"SELECT {rows.columns(TaskRun, 'run')}, "
         f"EXISTS (SELECT 1 FROM {log_table} WHERE {log_table}.run_id = run.id) "

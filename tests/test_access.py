@@ -199,9 +199,9 @@ def test_run_scope_sql_selects_the_same_runs_as_its_queryset(run, user, caller):
     request = Request()
     request.user, request.auth = who, auth
     scope = RunScope(request, run.project_id, run.task_id)
-    sql, params = scope.sql("id")
+    sql, params = scope.sql("run")
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT id FROM {TaskRun._meta.db_table} WHERE {sql}", params)
+        cursor.execute(f"SELECT id FROM {TaskRun._meta.db_table} AS run WHERE {sql}", params)
         by_sql = {uuid.UUID(str(row[0])) for row in cursor.fetchall()}
     by_queryset = set(scope.runs().values_list("pk", flat=True))
     assert by_sql == by_queryset

@@ -43,3 +43,20 @@ def test_fast_representation_matches_drf_fields(run, fields, with_log):
     drf_fields = serializers.ModelSerializer.to_representation(serializer, row)
     assert rendered(serializer.data) == rendered(drf_fields)
     assert (serializer.data["log_url"] is not None) == with_log
+
+
+def test_update_serializers_bind_their_own_field_copies():
+    """TaskRunUpdateSerializer copies its declared fields shallowly: each instance must still
+    own its fields, and one body's errors must not show in another's validation."""
+    from taskruns.serializers import TaskRunUpdateSerializer
+
+    bad = TaskRunUpdateSerializer(data={"status": "nope", "state_remove_keys": [1]})
+    good = TaskRunUpdateSerializer(data={"status": "queued", "state_remove_keys": ["a"]})
+    assert not bad.is_valid()
+    assert set(bad.errors) == {"status", "state_remove_keys"}
+    assert good.is_valid(), good.errors
+    assert good.validated_data == {"status": "queued", "state_remove_keys": ["a"]}
+    for name, field in good.fields.items():
+        assert field is not bad.fields[name]
+        assert field is not TaskRunUpdateSerializer._declared_fields[name]
+        assert field.parent is good and field.field_name == name
