@@ -9,6 +9,8 @@ from django.db import models
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
+from .storedjson import StoredJSONField
+
 
 class TaskRunStatus(models.TextChoices):
     NOT_STARTED = "not_started", "not_started"
@@ -111,8 +113,8 @@ class TaskRun(models.Model):
     stage = models.CharField(_("stage"), max_length=100, null=True, blank=True)  # noqa: DJ001
     branch = models.CharField(_("branch"), max_length=255, null=True, blank=True)  # noqa: DJ001
     error_message = models.TextField(_("error message"), null=True, blank=True)  # noqa: DJ001
-    output = models.JSONField(_("output"), null=True, blank=True)
-    state = models.JSONField(_("state"), default=dict, blank=True)
+    output = StoredJSONField(_("output"), null=True, blank=True)
+    state = StoredJSONField(_("state"), default=dict, blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
     started_at = models.DateTimeField(_("started at"), null=True, blank=True)

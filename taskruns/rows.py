@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from django.db import connection
 from django.db.models import Model
 
+from .storedjson import StoredJSON, StoredJSONField
+
 
 @functools.lru_cache(maxsize=32)
 def _fields_and_converters(model: type[Model]):
@@ -36,10 +38,15 @@ def width(model: type[Model]) -> int:
 
 
 def instance(model: type[Model], values: Sequence):
-    """A ``model`` instance from ``values`` in the order of columns(model, …)."""
+    """A ``model`` instance from ``values`` in the order of columns(model, …).
+
+    The JSON text of a StoredJSONField is kept as it came (see taskruns.storedjson)."""
     converted = []
-    for (_field, column, converters), value in zip(_fields_and_converters(model), values, strict=True):
-        for converter in converters:
-            value = converter(value, column, connection)
+    for (field, column, converters), value in zip(_fields_and_converters(model), values, strict=True):
+        if isinstance(field, StoredJSONField) and isinstance(value, str):
+            value = StoredJSON(value)
+        else:
+            for converter in converters:
+                value = converter(value, column, connection)
         converted.append(value)
     return model.from_db(connection.alias, None, converted)

@@ -14,6 +14,8 @@ from rest_framework import serializers
 
 from .conf import app_settings
 from .models import Task, TaskRun, TaskRunEnvironment, TaskRunEvent, TaskRunStatus
+from .renderers import TaskRunsJSONRenderer
+from .storedjson import as_stored
 
 
 class StrictCharField(serializers.CharField):
@@ -181,6 +183,7 @@ class TaskRunSerializer(serializers.ModelSerializer):
         # Every run response goes through here, so it is written out rather than walked field
         # by field (several times faster); tests/test_serializers.py pins it to DRF's own
         # field-by-field output of the declared fields, which the schema is generated from.
+        json_value = as_stored if self._renders_stored_json() else getattr
         return {
             "id": str(run.id),
             "task": str(run.task_id),
@@ -190,8 +193,8 @@ class TaskRunSerializer(serializers.ModelSerializer):
             "stage": run.stage,
             "branch": run.branch,
             "error_message": run.error_message,
-            "output": run.output,
-            "state": run.state,
+            "output": json_value(run, "output"),
+            "state": json_value(run, "state"),
             "log_url": self.get_log_url(run),
             "version": run.version,
             "created_at": _timestamp(run.created_at),
@@ -199,6 +202,11 @@ class TaskRunSerializer(serializers.ModelSerializer):
             "started_at": _timestamp(run.started_at),
             "completed_at": _timestamp(run.completed_at),
         }
+
+    def _renders_stored_json(self) -> bool:
+        """Whether the response's renderer writes StoredJSON values as they are."""
+        renderer = getattr(self.context.get("request"), "accepted_renderer", None)
+        return isinstance(renderer, TaskRunsJSONRenderer)
 
     @extend_schema_field({"type": "string", "format": "uri", "nullable": True})
     def get_log_url(self, run: TaskRun) -> str | None:

@@ -18,6 +18,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.permissions import IsAuthenticated
+from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.response import Response
 
 from . import updates
@@ -28,6 +29,7 @@ from .history import Actor
 from .models import Project, Task, TaskRun, TaskRunEvent, TaskRunLogEntry
 from .openapi import TaskRunsAutoSchema
 from .parsers import TaskRunsJSONParser
+from .renderers import TaskRunsJSONRenderer
 from .serializers import (
     AppendLogSerializer,
     SetOutputSerializer,
@@ -55,6 +57,7 @@ class ProjectScopedViewSet(viewsets.GenericViewSet):
 
     permission_classes = [IsAuthenticated]
     parser_classes = [TaskRunsJSONParser]
+    renderer_classes = [TaskRunsJSONRenderer, BrowsableAPIRenderer]
     lookup_value_regex = "[^/]+"  # anything up to the next slash reaches the view and 404s as JSON
     pagination_class = TaskRunsPagination
     schema = TaskRunsAutoSchema()

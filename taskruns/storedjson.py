@@ -1,0 +1,64 @@
+"""A run's JSON passed from the database to the response as the database sent it.
+
+A busy run's state holds thousands of keys, and every PATCH and GET returns it. Decoding it
+into Python and encoding it again for the response was the largest part of such a request's
+CPU time, so the two hand-written hot reads (taskruns.rows) keep the column's JSON text as a
+StoredJSON, taskruns.renderers writes that text into the response unchanged, and Python code
+that reads the attribute still gets the decoded value: the field decodes it on first read.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.db import models
+from django.db.models.query_utils import DeferredAttribute
+
+
+class StoredJSON:
+    """JSON text exactly as the database returned it for a column: valid JSON, not decoded.
+
+    Not a str, so that nothing can mistake it for a string value: a renderer that does not
+    know it fails loudly instead of answering with the JSON quoted as a string."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def decoded(self) -> Any:
+        return json.loads(self.text)
+
+    def __repr__(self) -> str:
+        return f"StoredJSON({self.text[:40]!r}…)"
+
+
+class DecodedOnRead(DeferredAttribute):
+    """The attribute of a StoredJSONField: a StoredJSON left there by taskruns.rows is
+    decoded, and kept decoded, the first time Python code reads it.
+
+    A data descriptor (it has ``__set__``), so that reads come here even though the value
+    lives in the instance's ``__dict__``, as for any other field."""
+
+    def __get__(self, instance, cls=None):
+        value = super().__get__(instance, cls)
+        if isinstance(value, StoredJSON):
+            value = instance.__dict__[self.field.attname] = value.decoded()
+        return value
+
+    def __set__(self, instance, value):
+        instance.__dict__[self.field.attname] = value
+
+
+class StoredJSONField(models.JSONField):
+    """A JSONField whose value may arrive as JSON text and be decoded only when read."""
+
+    descriptor_class = DecodedOnRead
+
+
+def as_stored(instance: models.Model, name: str) -> Any:
+    """The value of ``instance``'s field ``name`` without decoding it: a StoredJSON if it
+    still holds the database's text, else the value itself."""
+    value = instance.__dict__.get(name)
+    return value if isinstance(value, StoredJSON) else getattr(instance, name)
