@@ -6,6 +6,8 @@
 - Naive: the same without the lock — a read-modify-write that loses concurrent keys.
 - Floor: a plain Django view (no DRF) doing the key lookup and a single UPDATE: the least this
   stack can do per request.
+- DRF floor: the floor's work in a DRF view (the app's authentication, DRF's request, parsing,
+  content negotiation and response): what DRF itself costs on top of the floor.
 """
 
 from __future__ import annotations
@@ -75,15 +77,8 @@ def _authenticated(request) -> bool:
     return len(parts) == 2 and find_active_key(parts[1].decode()) is not None
 
 
-@csrf_exempt
-def floor_run(request, run_id):
-    if not _authenticated(request):
-        return JsonResponse({"detail": "unauthorized"}, status=401)
-    if request.method == "GET":
-        return JsonResponse(
-            TaskRun.objects.filter(pk=run_id).values().first(), json_dumps_params={"default": str}
-        )
-    state = json.loads(request.body).get("state") or {}
+def _floor_update(run_id, state: dict) -> dict:
+    """The floor's write: one UPDATE merging ``state``, answered with the id and version."""
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {TaskRun._meta.db_table} SET state = state || %s::jsonb, version = version + 1, "
@@ -91,7 +86,28 @@ def floor_run(request, run_id):
             [json.dumps(state), run_id],
         )
         run_id, version = cursor.fetchone()
-    return JsonResponse({"id": str(run_id), "version": version})
+    return {"id": str(run_id), "version": version}
+
+
+def _floor_read(run_id) -> dict | None:
+    return TaskRun.objects.filter(pk=run_id).values().first()
+
+
+@csrf_exempt
+def floor_run(request, run_id):
+    if not _authenticated(request):
+        return JsonResponse({"detail": "unauthorized"}, status=401)
+    if request.method == "GET":
+        return JsonResponse(_floor_read(run_id), json_dumps_params={"default": str})
+    return JsonResponse(_floor_update(run_id, json.loads(request.body).get("state") or {}))
+
+
+class DRFFloorRunView(APIView):
+    def get(self, request, run_id):
+        return Response(_floor_read(run_id))
+
+    def patch(self, request, run_id):
+        return Response(_floor_update(run_id, request.data.get("state") or {}))
 
 
 def floor_run_list(request, task_id):

@@ -40,6 +40,7 @@ TARGETS = {
         "list": "/bench/posthog/tasks/{task}/runs/?limit=100",
     },
     "floor": {"run": "/bench/floor/runs/{run}/", "list": "/bench/floor/tasks/{task}/runs/"},
+    "drf floor": {"run": "/bench/drf-floor/runs/{run}/"},
     "naive (no lock)": {"run": "/bench/naive/runs/{run}/"},
 }
 # Measured only with 16 writers on one run: what a PATCH without a lock loses.

@@ -9,6 +9,7 @@ urlpatterns = [
     path("bench/posthog/tasks/<uuid:task_id>/runs/", baselines.PostHogStyleRunList.as_view()),
     path("bench/naive/runs/<uuid:run_id>/", baselines.NaiveRunView.as_view()),
     path("bench/floor/runs/<uuid:run_id>/", baselines.floor_run),
+    path("bench/drf-floor/runs/<uuid:run_id>/", baselines.DRFFloorRunView.as_view()),
     path("bench/floor/tasks/<uuid:task_id>/runs/", baselines.floor_run_list),
     *app_urlpatterns,
 ]

@@ -10,7 +10,15 @@ from taskruns.models import TaskRun
 pytestmark = pytest.mark.urls("bench.urls")
 
 
-@pytest.mark.parametrize("target", ["posthog", "naive", pytest.param("floor", marks=pytest.mark.postgres)])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "posthog",
+        "naive",
+        pytest.param("floor", marks=pytest.mark.postgres),
+        pytest.param("drf-floor", marks=pytest.mark.postgres),
+    ],
+)
 def test_baseline_patch_merges_state(api, run, target):
     TaskRun.objects.filter(pk=run.pk).update(state={"kept": 1})
     response = api.patch(f"/bench/{target}/runs/{run.pk}/", {"state": {"added": 2}}, format="json")
@@ -19,7 +27,9 @@ def test_baseline_patch_merges_state(api, run, target):
     assert row.state == {"kept": 1, "added": 2} and row.version == run.version + 1
 
 
-@pytest.mark.parametrize("path", ["/bench/posthog/runs/{run}/", "/bench/floor/runs/{run}/"])
+@pytest.mark.parametrize(
+    "path", ["/bench/posthog/runs/{run}/", "/bench/floor/runs/{run}/", "/bench/drf-floor/runs/{run}/"]
+)
 def test_baseline_get_needs_the_key(api, run, path, client):
     assert api.get(path.format(run=run.pk)).json()["id"] == str(run.pk)
     assert client.get(path.format(run=run.pk)).status_code in (401, 403)
