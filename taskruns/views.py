@@ -39,10 +39,13 @@ from .serializers import (
     TaskRunUpdateSerializer,
     TaskSerializer,
 )
+from .storedjson import adopt_stored, select_as_stored
 
 logger = logging.getLogger(__name__)
 
 MAX_BIGINT = 2**63 - 1
+# A run's JSON columns, passed from the database to the response as stored (taskruns.storedjson).
+RUN_JSON_FIELDS = ("state", "output")
 
 
 class TaskRunsPagination(LimitOffsetPagination):
@@ -176,7 +179,8 @@ class TaskRunViewSet(
         return get_object_or_404(self.visible_tasks(), pk=parse_uuid(self.kwargs["task_id"]))
 
     def get_queryset(self):
-        return self.run_scope().runs().annotate(has_log=updates.log_exists()).order_by("-created_at", "-id")
+        runs = self.run_scope().runs().annotate(has_log=updates.log_exists()).order_by("-created_at", "-id")
+        return select_as_stored(runs, *RUN_JSON_FIELDS)
 
     def run_scope(self) -> RunScope:
         """The runs this request may read and write: the URL's live task, in a visible project."""
@@ -196,7 +200,8 @@ class TaskRunViewSet(
 
     def list(self, request, *args, **kwargs):
         self.get_task()  # an unknown task is a 404, not an empty list
-        return super().list(request, *args, **kwargs)
+        page = [adopt_stored(run, *RUN_JSON_FIELDS) for run in self.paginate_queryset(self.get_queryset())]
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
     @extend_schema(request=TaskRunCreateSerializer, responses={201: TaskRunSerializer})
     def create(self, request, *args, **kwargs):

@@ -12,7 +12,7 @@ from taskruns import signals, updates
 from taskruns.models import TaskRun
 from taskruns.storedjson import StoredJSON
 
-from .conftest import run_url
+from .conftest import run_url, runs_url
 
 TRICKY_STATE = {
     "unicode": "héllo ✓ 日本",
@@ -98,3 +98,14 @@ def test_a_run_read_undecoded_saves_its_values(run):
     read.save()
     row = TaskRun.objects.get(pk=run.pk)
     assert (row.state, row.output, row.stage) == ({"k": 1}, [2], "saved")
+
+
+def test_a_list_page_carries_the_stored_values(api, run):
+    TaskRun.objects.filter(pk=run.pk).update(state=TRICKY_STATE, output=None)
+    other = updates.create_run(run.task)
+    TaskRun.objects.filter(pk=other.pk).update(state={"n": 1}, output=[1, "✓"])
+    response = api.get(runs_url(run.task), {"limit": 100})
+    assert response.status_code == 200
+    by_id = {item["id"]: item for item in response.json()["results"]}
+    assert by_id[str(run.pk)]["state"] == TRICKY_STATE and by_id[str(run.pk)]["output"] is None
+    assert by_id[str(other.pk)]["state"] == {"n": 1} and by_id[str(other.pk)]["output"] == [1, "✓"]
