@@ -45,6 +45,8 @@ TARGETS = {
 }
 # Measured only with 16 writers on one run: what a PATCH without a lock loses.
 HOT_ONLY = {"naive (no lock)"}
+# The targets whose row lock time is measured (bench/locks.py): the naive one takes none.
+LOCK_TARGETS = ("taskruns", "posthog-style", "floor")
 
 
 def main() -> int:
@@ -91,7 +93,11 @@ def main() -> int:
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+    from .locks import lock_hold_times
+
+    held = lock_hold_times(data, {name: TARGETS[name]["run"] for name in LOCK_TARGETS})
     print_table(rows, args)
+    print_lock_table(held)
     return 0
 
 
@@ -241,6 +247,20 @@ def print_table(rows, args) -> None:
     print(
         f"({os.cpu_count()} cores, gunicorn {args.workers} sync workers, wrk 16 connections, local Postgres)"
     )
+
+
+def print_lock_table(held: list[dict]) -> None:
+    from .locks import STATE_KEYS, WRITES
+
+    print()
+    print(
+        f"Row lock held per PATCH (one client, in-process, {WRITES} PATCHes on a run of {STATE_KEYS} keys):"
+    )
+    print()
+    print("| target | p50 ms | p90 ms | most writes/s one run can take (1000 / p50) |")
+    print("|---|---:|---:|---:|")
+    for row in held:
+        print(f"| {row['target']} | {row['p50']:.2f} | {row['p90']:.2f} | {1000 / row['p50']:.0f} |")
 
 
 if __name__ == "__main__":

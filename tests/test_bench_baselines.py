@@ -45,3 +45,24 @@ def test_baseline_lists(api, run, path):
 @override_settings(ROOT_URLCONF="bench.urls")
 def test_the_app_is_served_beside_the_baselines(api, run):
     assert api.get(f"/api/projects/{run.project_id}/tasks/{run.task_id}/runs/{run.pk}/").status_code == 200
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_lock_timer_sees_one_locked_interval_per_patch(run, raw_key, monkeypatch):
+    """bench/locks.py: one interval per PATCH for each kind of write (autocommit statement,
+    transaction ended by COMMIT). Durations are printed by the bench, never asserted."""
+    from bench import locks
+
+    monkeypatch.setattr(locks, "WRITES", 5)
+    monkeypatch.setattr(locks, "STATE_KEYS", 10)
+    data = {"project": run.project_id, "task": run.task_id, "key": raw_key}
+    templates = {
+        "taskruns": "/api/projects/{project}/tasks/{task}/runs/{run}/",
+        "posthog-style": "/bench/posthog/runs/{run}/",
+        "floor": "/bench/floor/runs/{run}/",
+    }
+    held = locks.lock_hold_times(data, templates)
+    assert [row["target"] for row in held] == list(templates)
+    assert all(0 < row["p50"] <= row["p90"] for row in held)
+    assert TaskRun.objects.filter(state__has_key="added4").count() == 3
