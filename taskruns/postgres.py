@@ -91,8 +91,12 @@ def patch_statement(
             params.append(_jsonb(sent))
     if changes.get("state") or changes.get("state_remove_keys"):
         # Merged once, on the locked row, in the `old` CTE; measured as PostgreSQL holds it.
-        old_columns += ", (state - %s::text[]) || %s::jsonb AS new_state"
-        old_params += [list(changes.get("state_remove_keys") or []), _jsonb(changes.get("state") or {})]
+        # (No `- keys` without keys: even an empty removal costs time on a large state.)
+        removed = "(state - %s::text[])" if changes.get("state_remove_keys") else "state"
+        old_columns += f", {removed} || %s::jsonb AS new_state"
+        if changes.get("state_remove_keys"):
+            old_params.append(list(changes["state_remove_keys"]))
+        old_params.append(_jsonb(changes.get("state") or {}))
         sets.append("state = old.new_state")
         conditions.append("pg_column_size(old.new_state) <= %s")
         condition_params.append(app_settings.MAX_STATE_BYTES)
