@@ -12,28 +12,26 @@ from django.db import migrations
 COLUMNS = ("state", "output")
 
 
-def use_lz4(apps, schema_editor):
+def _set_compression(apps, schema_editor, method: str) -> None:
     connection = schema_editor.connection
     if connection.vendor != "postgresql" or connection.pg_version < 140000:
         return
-    table = apps.get_model("taskruns", "TaskRun")._meta.db_table
+    table = schema_editor.quote_name(apps.get_model("taskruns", "TaskRun")._meta.db_table)
     for column in COLUMNS:
+        # A server built without LZ4 refuses it (feature_not_supported): keep its default then.
         schema_editor.execute(
             "DO $$ BEGIN "
-            f"ALTER TABLE {schema_editor.quote_name(table)} ALTER COLUMN {column} SET COMPRESSION lz4; "
+            f"ALTER TABLE {table} ALTER COLUMN {column} SET COMPRESSION {method}; "
             "EXCEPTION WHEN feature_not_supported THEN NULL; END $$"
         )
 
 
+def use_lz4(apps, schema_editor):
+    _set_compression(apps, schema_editor, "lz4")
+
+
 def use_default(apps, schema_editor):
-    connection = schema_editor.connection
-    if connection.vendor != "postgresql" or connection.pg_version < 140000:
-        return
-    table = apps.get_model("taskruns", "TaskRun")._meta.db_table
-    for column in COLUMNS:
-        schema_editor.execute(
-            f"ALTER TABLE {schema_editor.quote_name(table)} ALTER COLUMN {column} SET COMPRESSION default"
-        )
+    _set_compression(apps, schema_editor, "default")
 
 
 class Migration(migrations.Migration):
