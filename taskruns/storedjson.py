@@ -2,9 +2,10 @@
 
 A busy run's state holds thousands of keys, and every PATCH and GET returns it. Decoding it
 into Python and encoding it again for the response was the largest part of such a request's
-CPU time, so the two hand-written hot reads (taskruns.rows) keep the column's JSON text as a
-StoredJSON, taskruns.renderers writes that text into the response unchanged, and Python code
-that reads the attribute still gets the decoded value: the field decodes it on first read.
+CPU time, so the hot reads (the rows of the hand-written statements, taskruns.rows, and list
+pages, select_as_stored below) keep the column's JSON text as a StoredJSON,
+taskruns.renderers writes that text into the response unchanged, and Python code that reads
+the attribute still gets the decoded value: the field decodes it on first read.
 """
 
 from __future__ import annotations
@@ -28,16 +29,16 @@ class StoredJSON:
     def __init__(self, text: str):
         self.text = text
 
-    def decoded(self) -> Any:
-        return json.loads(self.text)
+    def decoded(self, decoder: type[json.JSONDecoder] | None = None) -> Any:
+        return json.loads(self.text, cls=decoder)
 
     def __repr__(self) -> str:
         return f"StoredJSON({self.text[:40]!r}…)"
 
 
 class DecodedOnRead(DeferredAttribute):
-    """The attribute of a StoredJSONField: a StoredJSON left there by taskruns.rows is
-    decoded, and kept decoded, the first time Python code reads it.
+    """The attribute of a StoredJSONField: a StoredJSON left there by a hot read is decoded
+    (with the field's decoder), and kept decoded, the first time Python code reads it.
 
     A data descriptor (it has ``__set__``), so that reads come here even though the value
     lives in the instance's ``__dict__``, as for any other field."""
@@ -45,7 +46,7 @@ class DecodedOnRead(DeferredAttribute):
     def __get__(self, instance, cls=None):
         value = super().__get__(instance, cls)
         if isinstance(value, StoredJSON):
-            value = instance.__dict__[self.field.attname] = value.decoded()
+            value = instance.__dict__[self.field.attname] = value.decoded(self.field.decoder)
         return value
 
     def __set__(self, instance, value):
