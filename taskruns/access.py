@@ -72,7 +72,7 @@ class RunScope:
 
         Every check but the run's own columns is on the request's constants (the task, the
         project, the user, the key), so PostgreSQL plans them as one-time subqueries instead of
-        a join: on the PATCH statement that halves planning time."""
+        a join, which takes about half the planning time."""
         policy = app_settings.import_from("ACCESS_POLICY")()
         if hasattr(policy, "visible_projects_sql"):
             projects_sql, params = policy.visible_projects_sql(self.request.user)
