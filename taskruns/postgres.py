@@ -89,13 +89,15 @@ def patch_statement(
         else:
             sets.append("output = %s::jsonb")
             params.append(_jsonb(sent))
-    if changes.get("state") or changes.get("state_remove_keys"):
+    remove_keys = list(changes.get("state_remove_keys") or [])
+    if changes.get("state") or remove_keys:
         # Merged once, on the locked row, in the `old` CTE; measured as PostgreSQL holds it.
         # (No `- keys` without keys: even an empty removal costs time on a large state.)
-        removed = "(state - %s::text[])" if changes.get("state_remove_keys") else "state"
-        old_columns += f", {removed} || %s::jsonb AS new_state"
-        if changes.get("state_remove_keys"):
-            old_params.append(list(changes["state_remove_keys"]))
+        if remove_keys:
+            old_columns += ", (state - %s::text[]) || %s::jsonb AS new_state"
+            old_params.append(remove_keys)
+        else:
+            old_columns += ", state || %s::jsonb AS new_state"
         old_params.append(_jsonb(changes.get("state") or {}))
         sets.append("state = old.new_state")
         conditions.append("pg_column_size(old.new_state) <= %s")

@@ -66,6 +66,10 @@ def as_stored(instance: models.Model, name: str) -> Any:
     return value if isinstance(value, StoredJSON) else getattr(instance, name)
 
 
+# The annotation under which select_as_stored reads a field's text, for adopt_stored.
+_TEXT_SUFFIX = "__stored_text"
+
+
 def select_as_stored(queryset: models.QuerySet, *names: str) -> models.QuerySet:
     """``queryset`` reading the JSON fields ``names`` as their text, for ``adopt_stored``: a
     page of runs can then be answered without decoding and re-encoding each state."""
@@ -79,6 +83,3 @@ def adopt_stored(instance: models.Model, *names: str) -> models.Model:
         text = instance.__dict__.pop(f"{name}{_TEXT_SUFFIX}")
         instance.__dict__[name] = None if text is None else StoredJSON(text)
     return instance
-
-
-_TEXT_SUFFIX = "__stored_text"
