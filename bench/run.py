@@ -63,6 +63,12 @@ def main() -> int:
         help="PostgreSQL's synchronous_commit for the bench database: 'off' takes the WAL flush out of "
         "each commit (and so out of the time a row stays locked); PostgreSQL's default is 'on'",
     )
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        choices=[short for short, *_ in SCENARIOS],
+        help="run only this scenario (repeatable; default: all)",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk")
@@ -89,7 +95,8 @@ def main() -> int:
     )
     try:
         wait_until_up(data)
-        rows = run_scenarios(data, args.seconds, args.rounds)
+        chosen = [scenario for scenario in SCENARIOS if not args.scenario or scenario[0] in args.scenario]
+        rows = run_scenarios(data, chosen, args.seconds, args.rounds)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
@@ -169,15 +176,15 @@ def wrk(
 
 
 SCENARIOS = [
-    # (name, method, route, wrk threads, unique keys per writer)
-    ("PATCH spread over 200 runs", "PATCH", "run", 2, False),
-    ("16 writers, one run", "PATCH", "hot", WRITERS, True),
-    ("GET a run", "GET", "run", 2, False),
-    ("GET a list page of 100", "GET", "list", 2, False),
+    # (option, name, method, route, wrk threads, unique keys per writer)
+    ("spread", "PATCH spread over 200 runs", "PATCH", "run", 2, False),
+    ("one-run", "16 writers, one run", "PATCH", "hot", WRITERS, True),
+    ("get", "GET a run", "GET", "run", 2, False),
+    ("list", "GET a list page of 100", "GET", "list", 2, False),
 ]
 
 
-def run_scenarios(data, seconds, rounds) -> list[dict]:
+def run_scenarios(data, scenarios, seconds, rounds) -> list[dict]:
     """Each scenario, ``rounds`` times, the targets interleaved within each round so that a
     slow spell of this shared machine hits them alike; a row per scenario and target holds the
     median round."""
@@ -189,7 +196,7 @@ def run_scenarios(data, seconds, rounds) -> list[dict]:
         return [template.format(project=data["project"], task=data["task"], run=run) for run in runs]
 
     rows = []
-    for scenario, method, route, threads, unique in SCENARIOS:
+    for _option, scenario, method, route, threads, unique in scenarios:
         targets = [
             name
             for name, routes in TARGETS.items()
@@ -240,6 +247,7 @@ def print_table(rows, args) -> None:
     print()
     options = f"--seconds {args.seconds} --workers {args.workers} --rounds {args.rounds}"
     options += f" --synchronous-commit {args.synchronous_commit}"
+    options += "".join(f" --scenario {name}" for name in args.scenario or ())
     print(f"Rerun: .venv/bin/python -m bench.run {options}")
     print(
         f"(median of {args.rounds} rounds of {args.seconds} s per cell; lost updates summed over the rounds)"
