@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Mapping
 
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
@@ -11,6 +12,7 @@ from drf_spectacular.utils import extend_schema_field
 from jsonschema.exceptions import SchemaError, best_match
 from jsonschema.validators import validator_for
 from rest_framework import serializers
+from rest_framework.fields import empty
 
 from .conf import app_settings
 from .models import Task, TaskRun, TaskRunEnvironment, TaskRunEvent, TaskRunStatus
@@ -38,22 +40,37 @@ def _check_column_length(value: str | None, field_name: str) -> str | None:
     return value
 
 
-# Gives each serializer instance shallow copies of the declared fields. DRF deep-copies every
-# declared field (and their arguments) for each serializer instance: on a PATCH that was the
-# largest cost of validating the body. A shallow copy is enough here, because binding writes
+# Builds, for a serializer given a body, only the declared fields that the body names, each a
+# shallow copy. DRF deep-copies and binds every declared field for each serializer instance and
+# then skips the absent ones one exception at a time: on a PATCH naming one or two fields that
+# was most of the cost of validating it. Leaving absent fields out changes nothing only when an
+# absent field has no effect, so every field of a serializer using this must be optional and
+# without a default (checked when the class is made). Without a body (schema generation, the
+# browsable API's form) every field is built. A shallow copy is enough because binding writes
 # only the copy's own attributes and these fields keep no other per-request state; the nested
 # child of a ListField is shared, so only fields whose children do not read the serializer's
-# context belong in a serializer using this. (A comment, not a docstring: drf-spectacular
-# would publish it as the description of every component that inherits it.)
-class ShallowCopiedFields:
+# context belong here. (A comment, not a docstring: drf-spectacular would publish it as the
+# description of every component that inherits it.)
+class NamedFieldsOnly:
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name, field in cls._declared_fields.items():
+            if field.required or field.default is not empty:
+                raise TypeError(
+                    f"{cls.__name__}.{name}: NamedFieldsOnly needs optional fields without defaults"
+                )
+
     def get_fields(self):
-        return {name: copy.copy(field) for name, field in self._declared_fields.items()}
+        declared = self._declared_fields
+        body = getattr(self, "initial_data", None)
+        names = [name for name in declared if name in body] if isinstance(body, Mapping) else declared
+        return {name: copy.copy(declared[name]) for name in names}
 
 
 # The PATCH body of a run: PostHog's ``PatchedTaskRunUpdate``, field for field. (A comment, not
 # a docstring: drf-spectacular would publish a docstring as the component's description, and
 # the component must equal PostHog's.)
-class TaskRunUpdateSerializer(ShallowCopiedFields, serializers.Serializer):
+class TaskRunUpdateSerializer(NamedFieldsOnly, serializers.Serializer):
     status = serializers.ChoiceField(
         choices=TaskRunStatus.choices, required=False, help_text="Current execution status"
     )

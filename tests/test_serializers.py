@@ -9,7 +9,7 @@ from rest_framework.test import APIRequestFactory
 
 from taskruns import updates
 from taskruns.models import TaskRun
-from taskruns.serializers import TaskRunSerializer
+from taskruns.serializers import NamedFieldsOnly, TaskRunSerializer, TaskRunUpdateSerializer
 
 
 def rendered(data) -> bytes:
@@ -45,11 +45,59 @@ def test_fast_representation_matches_drf_fields(run, fields, with_log):
     assert (serializer.data["log_url"] is not None) == with_log
 
 
+class EveryFieldUpdateSerializer(TaskRunUpdateSerializer):
+    """TaskRunUpdateSerializer as DRF builds a serializer: every declared field, deep-copied."""
+
+    def get_fields(self):
+        return serializers.Serializer.get_fields(self)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"state": {"a": 1}},
+        {"state": [1]},
+        {"state_remove_keys": []},
+        {"state_remove_keys": ["a", 1]},
+        {"status": "nope", "branch": 3, "unknown": 1},
+        {"status": "queued", "stage": None, "output": {"x": [1]}, "environment": "local"},
+        {"environment": "cloud", "error_message": ""},
+        {"branch": "b" * 300},
+        {"state": {f"k{i}": i for i in range(2000)}},
+        [],
+        "text",
+    ],
+)
+def test_update_serializer_building_only_named_fields_validates_like_drf(body):
+    ours, drf = TaskRunUpdateSerializer(data=body), EveryFieldUpdateSerializer(data=body)
+    assert ours.is_valid() == drf.is_valid()
+    assert ours.errors == drf.errors
+    if not drf.errors:
+        assert ours.validated_data == drf.validated_data
+    if isinstance(body, dict):
+        assert set(ours.fields) == set(body) & set(TaskRunUpdateSerializer._declared_fields)
+
+
+def test_update_serializer_without_a_body_has_every_field():
+    assert list(TaskRunUpdateSerializer().fields) == list(TaskRunUpdateSerializer._declared_fields)
+
+
+def test_only_optional_fields_without_defaults_may_be_left_out():
+    with pytest.raises(TypeError, match="optional fields without defaults"):
+
+        class Required(NamedFieldsOnly, serializers.Serializer):
+            name = serializers.CharField()
+
+    with pytest.raises(TypeError, match="optional fields without defaults"):
+
+        class Defaulted(NamedFieldsOnly, serializers.Serializer):
+            name = serializers.CharField(required=False, default="x")
+
+
 def test_update_serializers_bind_their_own_field_copies():
     """TaskRunUpdateSerializer copies its declared fields shallowly: each instance must still
     own its fields, and one body's errors must not show in another's validation."""
-    from taskruns.serializers import TaskRunUpdateSerializer
-
     bad = TaskRunUpdateSerializer(data={"status": "nope", "state_remove_keys": [1]})
     good = TaskRunUpdateSerializer(data={"status": "queued", "state_remove_keys": ["a"]})
     assert not bad.is_valid()
