@@ -8,6 +8,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
+from taskruns.access import ProjectMembershipPolicy
 from taskruns.keys import hash_key, issue_key, revoke
 from taskruns.models import ApiKey, Project, Task, TaskRun
 
@@ -167,11 +168,20 @@ def test_session_user_outside_the_project_gets_404(run):
     assert client.get(tasks_url(run.project_id)).status_code == 404
 
 
+class MembershipPolicyOfAnotherClass(ProjectMembershipPolicy):
+    """The default rules in a policy of another class: RunScope.sql writes them inline (on
+    PostgreSQL the default policy's class is checked by the function of migration 0005)."""
+
+
+@pytest.mark.parametrize(
+    "policy", ["taskruns.access.ProjectMembershipPolicy", f"{__name__}.MembershipPolicyOfAnotherClass"]
+)
 @pytest.mark.parametrize(
     "caller", ["member", "outsider", "anonymous", "key", "key_elsewhere", "key_here", "deleted"]
 )
-def test_run_scope_sql_selects_the_same_runs_as_its_queryset(run, user, caller):
+def test_run_scope_sql_selects_the_same_runs_as_its_queryset(run, user, caller, policy, settings):
     """The one-statement PATCH uses RunScope.sql, reads use RunScope.runs(): same rows."""
+    settings.TASKRUNS = {**settings.TASKRUNS, "ACCESS_POLICY": policy}
     from django.contrib.auth.models import AnonymousUser
     from django.db import connection
 
@@ -200,6 +210,7 @@ def test_run_scope_sql_selects_the_same_runs_as_its_queryset(run, user, caller):
     request.user, request.auth = who, auth
     scope = RunScope(request, run.project_id, run.task_id)
     sql, params = scope.sql("run")
+    assert ("taskruns_may_reach(" in sql) == (connection.vendor == "postgresql" and "Another" not in policy)
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT id FROM {TaskRun._meta.db_table} AS run WHERE {sql}", params)
         by_sql = {uuid.UUID(str(row[0])) for row in cursor.fetchall()}

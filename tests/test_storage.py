@@ -23,3 +23,26 @@ def test_a_large_state_written_through_the_api_is_compressed_with_lz4(api, run):
         )
         assert cursor.fetchone()[0] == "lz4"
     assert TaskRun.objects.get(pk=run.pk).state == state
+
+
+def test_the_reach_function_of_migration_0005_is_reversible():
+    """Dropped and created again by the migration's own two directions (inside the test's
+    transaction, which PostgreSQL rolls back with the DDL)."""
+    from importlib import import_module
+
+    from django.apps import apps
+
+    migration = import_module("taskruns.migrations.0005_reach_function")
+
+    def defined() -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_proc WHERE proname = %s", [migration.FUNCTION])
+            return cursor.fetchone()[0] == 1
+
+    assert defined()
+    with connection.schema_editor() as editor:
+        migration.drop_function(apps, editor)
+    assert not defined()
+    with connection.schema_editor() as editor:
+        migration.create_function(apps, editor)
+    assert defined()
