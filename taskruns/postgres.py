@@ -8,20 +8,22 @@ read into Python and written back, so writers to one run queue only for the stat
 
 The statement returns no row when the run is out of scope, the move is not allowed, or an
 ``If-Match`` version does not hold; taskruns.updates then finds out which, with the same rules
-as the Python path.
+as the Python path. A merged state over the size limit ends it with an error instead.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from contextlib import nullcontext
 from typing import Any
 
-from django.db import connection
+from django.db import DatabaseError, connection, transaction
 
 from . import rows
 from .access import RunScope
 from .conf import app_settings
+from .exceptions import StateTooLarge
 from .history import Actor
 from .models import TaskRun, TaskRunEvent, TaskRunEventKind, TaskRunLogEntry, TaskRunStatus
 from .transitions import TERMINAL_STATUSES, transition_table
@@ -29,6 +31,9 @@ from .transitions import TERMINAL_STATUSES, transition_table
 RUN = TaskRun._meta.db_table
 LOG = TaskRunLogEntry._meta.db_table
 EVENT = TaskRunEvent._meta.db_table
+# Made by migration 0005: the merged state, or an error with this SQLSTATE when it is too large.
+STATE_WITHIN = "taskruns_state_within"
+STATE_TOO_LARGE = "TR413"
 
 
 def sources_allowing(target: str) -> list[str]:
@@ -96,12 +101,9 @@ def patch_statement(
             params.append(_jsonb(sent))
     if changes.get("state") or changes.get("state_remove_keys"):
         merged, merged_params = _merged_state(changes)
-        sets.append(f"state = {merged}")
-        params += merged_params
-        # Measured as PostgreSQL will store it (the merge is computed again for the check:
-        # a condition cannot read the new row).
-        conditions.append(f"pg_column_size({merged}) <= %s")
-        condition_params += [*merged_params, app_settings.MAX_STATE_BYTES]
+        # Measured as PostgreSQL will store it; too large ends the statement (STATE_TOO_LARGE).
+        sets.append(f"state = {STATE_WITHIN}({merged}, %s)")
+        params += [*merged_params, app_settings.MAX_STATE_BYTES]
     if if_match is not None:
         conditions.append("run.version = ANY(%s)")
         condition_params.append(sorted(if_match))
@@ -169,11 +171,20 @@ def _history_insert(moves, changes, now, actor: Actor) -> tuple[str, list[Any]]:
 
 def patch_in_one_statement(run_id, changes, *, scope, if_match, now, actor: Actor) -> TaskRun | None:
     """Run the statement; the updated run (with ``old_status``, ``old_environment`` and
-    ``has_log`` attributes), or None when no row qualified."""
+    ``has_log`` attributes), or None when no row qualified. Raises StateTooLarge, having
+    written nothing, when the merged state is over the limit."""
     sql, params = patch_statement(run_id, changes, scope=scope, if_match=if_match, now=now, actor=actor)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
+    try:
+        # Inside a transaction, a savepoint keeps the caller's transaction usable after the
+        # statement fails; in autocommit (a request) the statement is its own transaction.
+        savepoint = transaction.atomic() if connection.in_atomic_block else nullcontext()
+        with savepoint, connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+    except DatabaseError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) == STATE_TOO_LARGE:
+            raise StateTooLarge(limit=app_settings.MAX_STATE_BYTES) from None
+        raise
     if row is None:
         return None
     width = rows.width(TaskRun)

@@ -125,10 +125,6 @@ def _patch_in_one_statement(run_id, changes, scope, if_match, actor, attempts: i
         _check_version(current, if_match)
         apply_changes(current, changes)  # raises InvalidTransition if the move is refused
         # Nothing refuses it now: the run changed between the statement and this read. Again.
-    if changes.get("state") or changes.get("state_remove_keys"):
-        # The one condition Python measures differently from PostgreSQL (JSON text against the
-        # stored jsonb value): at the boundary, the database's measure decides.
-        raise StateTooLarge(limit=app_settings.MAX_STATE_BYTES)
     raise InvalidTransition(
         current.status, changes.get("status", current.status), allowed_targets(current.status)
     )

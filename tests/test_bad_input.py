@@ -416,3 +416,33 @@ def test_the_database_measure_decides_at_the_state_size_boundary(api, run):
     before = snapshot(run)
     response = api.patch(run_url(run), {"state": {f"k{i}": i for i in range(100)}}, format="json")
     assert_rejected(response, before, run, status=413, code="state_too_large")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@override_settings(TASKRUNS={"MAX_STATE_BYTES": 1500})
+def test_a_too_large_state_in_autocommit_is_413_and_the_connection_goes_on(api, run):
+    """As in production: the PATCH statement is its own transaction, and its error ends it."""
+    before = snapshot(run)
+    body = {"state": {f"k{i}": i for i in range(100)}, "stage": "build"}
+    response = api.patch(run_url(run), body, format="json")
+    assert_rejected(response, before, run, status=413, code="state_too_large")
+    assert api.patch(run_url(run), {"state": {"k": 1}}, format="json").status_code == 200
+    assert stored(run)["state"] == {"k": 1}
+
+
+@pytest.mark.postgres
+@override_settings(TASKRUNS={"MAX_STATE_BYTES": 1500})
+def test_a_too_large_state_leaves_the_callers_transaction_usable(run):
+    """Called inside the host's transaction, the failed statement rolls back to a savepoint."""
+    from django.db import transaction
+
+    from taskruns import updates
+    from taskruns.exceptions import StateTooLarge
+
+    with transaction.atomic():
+        updates.update_run(run.pk, {"stage": "plan"})
+        with pytest.raises(StateTooLarge):
+            updates.update_run(run.pk, {"state": {f"k{i}": i for i in range(100)}})
+        updates.update_run(run.pk, {"branch": "main"})
+    assert (stored(run)["stage"], stored(run)["branch"], stored(run)["state"]) == ("plan", "main", {})

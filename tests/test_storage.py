@@ -25,24 +25,25 @@ def test_a_large_state_written_through_the_api_is_compressed_with_lz4(api, run):
     assert TaskRun.objects.get(pk=run.pk).state == state
 
 
-def test_the_reach_function_of_migration_0005_is_reversible():
+def test_the_functions_of_migration_0005_are_reversible():
     """Dropped and created again by the migration's own two directions (inside the test's
     transaction, which PostgreSQL rolls back with the DDL)."""
     from importlib import import_module
 
     from django.apps import apps
 
-    migration = import_module("taskruns.migrations.0005_reach_function")
+    migration = import_module("taskruns.migrations.0005_postgres_functions")
+    names = [migration.FUNCTION, migration.STATE_FUNCTION]
 
-    def defined() -> bool:
+    def defined() -> int:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM pg_proc WHERE proname = %s", [migration.FUNCTION])
-            return cursor.fetchone()[0] == 1
+            cursor.execute("SELECT count(*) FROM pg_proc WHERE proname = ANY(%s)", [names])
+            return cursor.fetchone()[0]
 
-    assert defined()
+    assert defined() == 2
     with connection.schema_editor() as editor:
-        migration.drop_function(apps, editor)
-    assert not defined()
+        migration.drop_functions(apps, editor)
+    assert defined() == 0
     with connection.schema_editor() as editor:
-        migration.create_function(apps, editor)
-    assert defined()
+        migration.create_functions(apps, editor)
+    assert defined() == 2
