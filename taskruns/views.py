@@ -27,6 +27,7 @@ from .etags import etag_for, if_match_versions, if_none_match_hits
 from .exceptions import DatabaseUnavailable, PreconditionFailed, TaskRunsError
 from .history import Actor
 from .models import Project, Task, TaskRun, TaskRunEvent, TaskRunLogEntry
+from .negotiation import RememberedContentNegotiation
 from .openapi import TaskRunsAutoSchema
 from .parsers import TaskRunsJSONParser
 from .renderers import TaskRunsJSONRenderer
@@ -61,6 +62,7 @@ class ProjectScopedViewSet(viewsets.GenericViewSet):
     permission_classes = [IsAuthenticated]
     parser_classes = [TaskRunsJSONParser]
     renderer_classes = [TaskRunsJSONRenderer, BrowsableAPIRenderer]
+    content_negotiation_class = RememberedContentNegotiation
     lookup_value_regex = "[^/]+"  # anything up to the next slash reaches the view and 404s as JSON
     pagination_class = TaskRunsPagination
     schema = TaskRunsAutoSchema()

@@ -108,3 +108,20 @@ def test_update_serializers_bind_their_own_field_copies():
         assert field is not bad.fields[name]
         assert field is not TaskRunUpdateSerializer._declared_fields[name]
         assert field.parent is good and field.field_name == name
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Paris", "Asia/Kolkata"])
+def test_timestamps_follow_the_active_time_zone_as_drf_writes_them(run, zone):
+    from django.utils import timezone
+
+    updates.update_run(run.pk, {"status": "in_progress"})
+    row = TaskRun.objects.get(pk=run.pk)
+    request = APIRequestFactory().get("/")
+    with timezone.override(zone):
+        ours = TaskRunSerializer(row, context={"request": request}).data
+        drf = serializers.ModelSerializer.to_representation(
+            TaskRunSerializer(row, context={"request": request}), row
+        )
+    for name in ("created_at", "updated_at", "started_at", "completed_at"):
+        assert ours[name] == drf[name]
+    assert ours["started_at"].endswith("Z") == (zone == "UTC")
