@@ -144,6 +144,7 @@ class TaskRunAdmin(admin.ModelAdmin):
         "state_json",
         "output_json",
         "version",
+        "log_entry_count",
         "created_at",
         "updated_at",
         "started_at",

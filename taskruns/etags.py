@@ -13,7 +13,7 @@ from .models import TaskRun
 
 
 def etag_for(run: TaskRun) -> str:
-    suffix = "-log" if getattr(run, "has_log", False) else ""
+    suffix = "-log" if run.has_log else ""
     return f'"{run.version}{suffix}"'
 
 

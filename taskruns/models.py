@@ -122,6 +122,10 @@ class TaskRun(models.Model):
     version = models.PositiveBigIntegerField(
         _("version"), default=1, help_text=_("Grows by one on every write of the row.")
     )
+    # Kept by taskruns.updates.append_log in the statement that checks the log's limit, so that
+    # concurrent appends cannot pass it together, and so that whether a run has a log (its
+    # `log_url`, its ETag) is read off the row instead of looked up in the log on every read.
+    log_entry_count = models.PositiveIntegerField(_("log entries"), default=0, editable=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -140,6 +144,10 @@ class TaskRun(models.Model):
             "taskruns:run-detail",
             kwargs={"project_id": self.project_id, "task_id": self.task_id, "pk": self.pk},
         )
+
+    @property
+    def has_log(self) -> bool:
+        return self.log_entry_count > 0
 
 
 class ApiKey(models.Model):

@@ -25,11 +25,10 @@ from .access import RunScope
 from .conf import app_settings
 from .exceptions import StateTooLarge
 from .history import Actor
-from .models import TaskRun, TaskRunEvent, TaskRunEventKind, TaskRunLogEntry, TaskRunStatus
+from .models import TaskRun, TaskRunEvent, TaskRunEventKind, TaskRunStatus
 from .transitions import TERMINAL_STATUSES, transition_table
 
 RUN = TaskRun._meta.db_table
-LOG = TaskRunLogEntry._meta.db_table
 EVENT = TaskRunEvent._meta.db_table
 # Made by migration 0005: the merged state, or an error with this SQLSTATE when it is too large.
 STATE_WITHIN = "taskruns_state_within"
@@ -109,14 +108,13 @@ def patch_statement(
         condition_params.append(sorted(if_match))
 
     columns = rows.columns(TaskRun, "run")
-    has_log = f"EXISTS (SELECT 1 FROM {LOG} WHERE {LOG}.run_id = run.id) AS has_log"
     where = "".join(f" AND {condition}" for condition in conditions)
     moves = [(kind, column) for kind, column in HISTORY_MOVES if column in changes]
     if not moves:
         scope_sql, scope_params = scope.sql("run") if scope is not None else ("TRUE", [])
         sql = (
             f"UPDATE {RUN} AS run SET {', '.join(sets)} WHERE run.id = %s AND {scope_sql}{where} "
-            f"RETURNING {columns}, run.status AS old_status, run.environment AS old_environment, {has_log}"
+            f"RETURNING {columns}, run.status AS old_status, run.environment AS old_environment"
         )
         return sql, [*params, run_id, *scope_params, *condition_params]
 
@@ -126,7 +124,7 @@ def patch_statement(
         f"WITH old AS (SELECT id, status, environment FROM {RUN} AS locked "
         f"WHERE id = %s AND {scope_sql} FOR UPDATE), "
         f"updated AS (UPDATE {RUN} AS run SET {', '.join(sets)} FROM old WHERE run.id = old.id{where} "
-        f"RETURNING {columns}, old.status AS old_status, old.environment AS old_environment, {has_log}), "
+        f"RETURNING {columns}, old.status AS old_status, old.environment AS old_environment), "
         f"history AS ({history_sql}) SELECT * FROM updated"
     )
     return sql, [run_id, *scope_params, *params, *condition_params, *history_params]
@@ -170,8 +168,8 @@ def _history_insert(moves, changes, now, actor: Actor) -> tuple[str, list[Any]]:
 
 
 def patch_in_one_statement(run_id, changes, *, scope, if_match, now, actor: Actor) -> TaskRun | None:
-    """Run the statement; the updated run (with ``old_status``, ``old_environment`` and
-    ``has_log`` attributes), or None when no row qualified. Raises StateTooLarge, having
+    """Run the statement; the updated run (with ``old_status`` and ``old_environment``
+    attributes), or None when no row qualified. Raises StateTooLarge, having
     written nothing, when the merged state is over the limit."""
     sql, params = patch_statement(run_id, changes, scope=scope, if_match=if_match, now=now, actor=actor)
     try:
@@ -189,7 +187,7 @@ def patch_in_one_statement(run_id, changes, *, scope, if_match, now, actor: Acto
         return None
     width = rows.width(TaskRun)
     run = rows.instance(TaskRun, row[:width])
-    run.old_status, run.old_environment, run.has_log = row[width:]
+    run.old_status, run.old_environment = row[width:]
     return run
 
 

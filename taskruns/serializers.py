@@ -237,7 +237,7 @@ class TaskRunSerializer(serializers.ModelSerializer):
     @extend_schema_field({"type": "string", "format": "uri", "nullable": True})
     def get_log_url(self, run: TaskRun) -> str | None:
         request = self.context.get("request")
-        if not getattr(run, "has_log", False) or request is None:
+        if not run.has_log or request is None:
             return None
         kwargs = {"project_id": run.project_id, "task_id": run.task_id, "pk": run.pk}
         return request.build_absolute_uri(reverse("taskruns:run-logs", kwargs=kwargs))

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import F
 from django.utils import timezone
 from rest_framework.exceptions import NotFound
 
@@ -39,34 +39,17 @@ logger = logging.getLogger(__name__)
 Kind = TaskRunEventKind
 
 
-def log_exists() -> Exists:
-    """Whether the run has a log entry: decides ``log_url`` (annotate runs as ``has_log``)."""
-    return Exists(TaskRunLogEntry.objects.filter(run=OuterRef("pk")))
-
-
-def runs_with_log_flag():
-    """Runs annotated with ``has_log``."""
-    return TaskRun.objects.annotate(has_log=log_exists())
-
-
 def read_run(run_id, scope: RunScope | None) -> TaskRun | None:
-    """The run ``run_id`` if it is in ``scope`` (None: any run), with ``has_log``; one
-    hand-written query."""
-    table, log_table = TaskRun._meta.db_table, TaskRunLogEntry._meta.db_table
+    """The run ``run_id`` if it is in ``scope`` (None: any run); one hand-written query."""
     scope_sql, scope_params = scope.sql("run") if scope is not None else ("1 = 1", [])
     sql = (
-        f"SELECT {rows.columns(TaskRun, 'run')}, "
-        f"EXISTS (SELECT 1 FROM {log_table} WHERE {log_table}.run_id = run.id) "
-        f"FROM {table} run WHERE run.id = %s AND {scope_sql}"
+        f"SELECT {rows.columns(TaskRun, 'run')} FROM {TaskRun._meta.db_table} run "
+        f"WHERE run.id = %s AND {scope_sql}"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [TaskRun._meta.pk.get_db_prep_value(run_id, connection), *scope_params])
         row = cursor.fetchone()
-    if row is None:
-        return None
-    run = rows.instance(TaskRun, row[:-1])
-    run.has_log = bool(row[-1])
-    return run
+    return None if row is None else rows.instance(TaskRun, row)
 
 
 def create_run(
@@ -81,7 +64,6 @@ def create_run(
         run = TaskRun.objects.create(
             task=task, project_id=task.project_id, status=status, environment=environment
         )
-        run.has_log = False
         _commit(run, [Change(Kind.CREATED, new=status)], actor, bump=False)
     return run
 
@@ -177,20 +159,26 @@ def resume_in_cloud(run_id, actor: Actor = SYSTEM, *, scope=None, if_match=None)
 
 
 def append_log(run: TaskRun, entries: list[dict], if_match=None) -> int:
-    """Append entries, in order, to a run's log; the run row itself is not written."""
+    """Append entries, in order, to a run's log. Of the run row only its count of log entries
+    changes (not its version): counted and checked against the limit in one statement, so
+    concurrent appends cannot pass the limit together."""
     _check_version(run, if_match)
     limit = app_settings.LOG_MAX_ENTRIES_PER_RUN
-    if TaskRunLogEntry.objects.filter(run=run).count() + len(entries) > limit:
-        raise LogFull(limit=limit)
-    TaskRunLogEntry.objects.bulk_create(TaskRunLogEntry(run=run, entry=entry) for entry in entries)
-    run.has_log = True
+    with transaction.atomic():
+        counted = TaskRun.objects.filter(pk=run.pk, log_entry_count__lte=limit - len(entries)).update(
+            log_entry_count=F("log_entry_count") + len(entries)
+        )
+        if not counted:
+            raise LogFull(limit=limit)
+        TaskRunLogEntry.objects.bulk_create(TaskRunLogEntry(run=run, entry=entry) for entry in entries)
+    run.log_entry_count += len(entries)
     return len(entries)
 
 
 def lock_run(run_id, scope=None, if_match=None) -> TaskRun:
     """Read the latest row of a run in ``scope``, locked against other writers until the
     transaction ends. Raises NotFound out of scope, PreconditionFailed on an ``If-Match`` miss."""
-    runs = runs_with_log_flag().select_related("task")
+    runs = TaskRun.objects.select_related("task")
     if scope is not None:
         runs = runs.filter(pk__in=scope.runs().values("pk"))
     if connection.features.has_select_for_update:

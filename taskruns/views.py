@@ -181,7 +181,7 @@ class TaskRunViewSet(
         return get_object_or_404(self.visible_tasks(), pk=parse_uuid(self.kwargs["task_id"]))
 
     def get_queryset(self):
-        runs = self.run_scope().runs().annotate(has_log=updates.log_exists()).order_by("-created_at", "-id")
+        runs = self.run_scope().runs().order_by("-created_at", "-id")
         return select_as_stored(runs, *RUN_JSON_FIELDS)
 
     def run_scope(self) -> RunScope:

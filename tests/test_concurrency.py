@@ -71,3 +71,32 @@ def test_racing_status_writes_respect_the_table(run, raw_key):
     accepted = {f"w{i}" for i, status in enumerate(statuses) if status == 200}
     assert set(row.state) == accepted
     assert row.version == run.version + len(accepted)
+
+
+def test_concurrent_appends_cannot_pass_the_log_limit_together(run, raw_key, settings):
+    """The count and the limit are one statement: of 16 simultaneous appends of 10 entries to a
+    log limited to 55, exactly five fit, whatever the interleaving."""
+    from taskruns.models import TaskRunLogEntry
+
+    settings.TASKRUNS = {**settings.TASKRUNS, "LOG_MAX_ENTRIES_PER_RUN": 55}
+    barrier = threading.Barrier(WRITERS)
+    statuses: list[int] = [0] * WRITERS
+
+    def appender(index: int) -> None:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+        try:
+            barrier.wait(timeout=30)
+            body = {"entries": [{"writer": index, "n": n} for n in range(10)]}
+            statuses[index] = client.post(run_url(run, "append_log"), body, format="json").status_code
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=appender, args=(i,)) for i in range(WRITERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(statuses) == [200] * 5 + [413] * 11
+    assert TaskRunLogEntry.objects.filter(run=run).count() == 50
+    assert TaskRun.objects.get(pk=run.pk).log_entry_count == 50

@@ -93,10 +93,11 @@ def test_appended_entries_are_read_back_in_order_as_ndjson(api, run):
     assert all(e.created_at for e in TaskRunLogEntry.objects.filter(run=run))
 
 
-def test_appending_does_not_touch_the_run_row(api, run):
+def test_appending_only_counts_the_entries_on_the_run_row(api, run):
     before = stored(run)
-    append(api, run, [{"a": 1}])
-    assert stored(run) == before
+    append(api, run, [{"a": 1}, {"b": 2}])
+    append(api, run, [{"c": 3}])
+    assert stored(run) == {**before, "log_entry_count": 3}  # version and updated_at included
 
 
 def test_log_url_appears_once_a_log_exists(api, run):
@@ -218,3 +219,16 @@ def test_admin_changes_are_recorded_with_the_admin_user(client, run, django_user
     assert {(e.actor_user.username, e.via, e.actor_api_key) for e in rows[1:]} == {("boss", "admin", None)}
     page = client.get(f"/admin/taskruns/taskrun/{run.pk}/change/").content.decode()
     assert "resumed in cloud" in page
+
+
+def test_migration_0006_counts_the_entries_of_existing_logs(run, task):
+    from importlib import import_module
+
+    from django.apps import apps
+
+    other = TaskRun.objects.create(task=task, project=task.project)
+    TaskRunLogEntry.objects.bulk_create(TaskRunLogEntry(run=run, entry={"n": n}) for n in range(3))
+    TaskRun.objects.update(log_entry_count=0)  # as the rows were before the column existed
+    import_module("taskruns.migrations.0006_run_log_entry_count").count_existing_entries(apps, None)
+    assert TaskRun.objects.get(pk=run.pk).log_entry_count == 3
+    assert TaskRun.objects.get(pk=other.pk).log_entry_count == 0
