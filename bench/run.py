@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,7 @@ ADMIN_URL = os.environ.get("BENCH_ADMIN_DATABASE_URL", "postgres://postgres@127.
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/taskruns_bench")
 PORT = 8765
 WRITERS = 16
+WARM_UP_SECONDS = 1
 
 TARGETS = {
     "taskruns": {
@@ -104,6 +106,7 @@ def main() -> int:
 
     held = lock_hold_times(data, {name: TARGETS[name]["run"] for name in LOCK_TARGETS})
     print_table(rows, args)
+    print_paired_ratios(rows)
     print_lock_table(held)
     return 0
 
@@ -203,6 +206,10 @@ def run_scenarios(data, scenarios, seconds, rounds) -> list[dict]:
             if route == "hot" or (name not in HOT_ONLY and (route == "run" or "list" in routes))
         ]
         results: dict[str, list[dict]] = {name: [] for name in targets}
+        for name in targets:
+            # Warm up, unmeasured: each gunicorn worker opens its database connection and
+            # imports what the route needs before the first measured round.
+            wrk(paths(name, route), method, data["key"], WARM_UP_SECONDS, threads, WRITERS, False, 0)
         for round_ in range(rounds):
             for name in targets:
                 if unique:
@@ -223,7 +230,7 @@ def run_scenarios(data, scenarios, seconds, rounds) -> list[dict]:
         for name, runs in results.items():
             median = sorted(runs, key=lambda r: r["requests"] / r["duration_us"])[len(runs) // 2]
             lost = sum(r["lost"] for r in runs) if unique else None
-            rows.append({**median, "scenario": scenario, "target": name, "lost": lost})
+            rows.append({**median, "scenario": scenario, "target": name, "lost": lost, "rounds": runs})
     return rows
 
 
@@ -255,6 +262,32 @@ def print_table(rows, args) -> None:
     print(
         f"({os.cpu_count()} cores, gunicorn {args.workers} sync workers, wrk 16 connections, local Postgres)"
     )
+
+
+def print_paired_ratios(rows) -> None:
+    """taskruns against each other target round by round: the rounds are interleaved, so a
+    ratio within one round is not moved by a slow or fast spell of the shared machine."""
+
+    def rps(result):
+        return result["requests"] / result["duration_us"] * 1e6
+
+    print()
+    print("taskruns ÷ each target, round by round (median of the rounds' ratios):")
+    print()
+    print("| scenario | target | req/s ratio per round | median | p99 ratio per round | median |")
+    print("|---|---|---|---:|---|---:|")
+    ours = {row["scenario"]: row["rounds"] for row in rows if row["target"] == "taskruns"}
+    for row in rows:
+        if row["target"] == "taskruns":
+            continue
+        pairs = list(zip(ours[row["scenario"]], row["rounds"], strict=True))
+        throughput = [rps(mine) / rps(theirs) for mine, theirs in pairs]
+        p99 = [mine["p99_us"] / max(theirs["p99_us"], 1) for mine, theirs in pairs]
+        print(
+            f"| {row['scenario']} | {row['target']} | {', '.join(f'{r:.2f}' for r in throughput)} | "
+            f"{statistics.median(throughput):.2f}× | {', '.join(f'{r:.2f}' for r in p99)} | "
+            f"{statistics.median(p99):.2f}× |"
+        )
 
 
 def print_lock_table(held: list[dict]) -> None:
