@@ -3,8 +3,10 @@
 The policy is a class named by ``TASKRUNS["ACCESS_POLICY"]`` with one method,
 ``visible_projects(user) -> QuerySet[Project]``, and optionally a second,
 ``visible_projects_sql(user) -> (sql, params)`` selecting the same project ids, which the
-one-statement PATCH embeds instead of compiling the queryset on every request (a policy
-without it still works, a little slower). An API key limited to some projects narrows the set.
+one-statement PATCH and the read of a run embed instead of compiling the queryset on every
+request (a policy without it still works, a little slower). The default policy needs neither on
+PostgreSQL: a function made by migration 0005 checks it. An API key limited to some projects
+narrows the set.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ def _fields_and_converters(model: type[Model]):
     for field in model._meta.concrete_fields:
         column = field.get_col(table)
         converters = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
-        result.append((field, column, converters))
+        result.append((isinstance(field, StoredJSONField), column, converters))
     return tuple(result)
 
 
@@ -42,8 +42,8 @@ def instance(model: type[Model], values: Sequence):
 
     The JSON text of a StoredJSONField is kept as it came (see taskruns.storedjson)."""
     converted = []
-    for (field, column, converters), value in zip(_fields_and_converters(model), values, strict=True):
-        if isinstance(field, StoredJSONField) and isinstance(value, str):
+    for (stored_json, column, converters), value in zip(_fields_and_converters(model), values, strict=True):
+        if stored_json and isinstance(value, str):
             value = StoredJSON(value)
         else:
             for converter in converters:

@@ -41,7 +41,7 @@ Kind = TaskRunEventKind
 
 def read_run(run_id, scope: RunScope | None) -> TaskRun | None:
     """The run ``run_id`` if it is in ``scope`` (None: any run); one hand-written query."""
-    scope_sql, scope_params = scope.sql("run") if scope is not None else ("1 = 1", [])
+    scope_sql, scope_params = scope.sql("run") if scope is not None else ("TRUE", [])
     sql = (
         f"SELECT {rows.columns(TaskRun, 'run')} FROM {TaskRun._meta.db_table} run "
         f"WHERE run.id = %s AND {scope_sql}"
