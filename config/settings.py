@@ -67,6 +67,11 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Fail fast (a 503 from the app) rather than hang when the server does not answer.
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 3)
+    # Let psycopg prepare a statement after its fifth run on a connection. Django turns this
+    # off by default for the sake of connection poolers, and binds its own queries on the
+    # client, so this only reaches the app's hot statements (taskruns.rows.fetch_one). Behind
+    # PgBouncer in transaction mode older than 1.21, set it to None.
+    DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 5)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Take SQLite's write lock when a transaction starts: concurrent writers then wait their
     # turn instead of failing with "database is locked" on lock upgrade.

@@ -12,7 +12,7 @@ import hmac
 import secrets
 
 from django.contrib.auth import get_user_model
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from . import rows
@@ -56,9 +56,7 @@ def find_active_key(raw_key: str) -> ApiKey | None:
         f"ON u.{user_model._meta.pk.column} = k.user_id "
         "WHERE k.prefix = %s AND k.revoked_at IS NULL"
     )
-    with connection.cursor() as cursor:  # on every request: hand-written rather than compiled
-        cursor.execute(sql, [raw_key[:PREFIX_LENGTH]])
-        row = cursor.fetchone()
+    row = rows.fetch_one(sql, [raw_key[:PREFIX_LENGTH]])  # on every request: hand-written
     if row is None:
         return None
     split = rows.width(ApiKey)

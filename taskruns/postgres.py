@@ -176,9 +176,8 @@ def patch_in_one_statement(run_id, changes, *, scope, if_match, now, actor: Acto
         # Inside a transaction, a savepoint keeps the caller's transaction usable after the
         # statement fails; in autocommit (a request) the statement is its own transaction.
         savepoint = transaction.atomic() if connection.in_atomic_block else nullcontext()
-        with savepoint, connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            row = cursor.fetchone()
+        with savepoint:
+            row = rows.fetch_one(sql, params)
     except DatabaseError as exc:
         if getattr(exc.__cause__, "sqlstate", None) == STATE_TOO_LARGE:
             raise StateTooLarge(limit=app_settings.MAX_STATE_BYTES) from None

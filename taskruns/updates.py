@@ -46,9 +46,7 @@ def read_run(run_id, scope: RunScope | None) -> TaskRun | None:
         f"SELECT {rows.columns(TaskRun, 'run')} FROM {TaskRun._meta.db_table} run "
         f"WHERE run.id = %s AND {scope_sql}"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [TaskRun._meta.pk.get_db_prep_value(run_id, connection), *scope_params])
-        row = cursor.fetchone()
+    row = rows.fetch_one(sql, [TaskRun._meta.pk.get_db_prep_value(run_id, connection), *scope_params])
     return None if row is None else rows.instance(TaskRun, row)
 
 

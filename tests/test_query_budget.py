@@ -72,3 +72,36 @@ def test_get_of_a_run_takes_two_statements(warm_api, run):
     response, queries = count_queries(lambda: warm_api.get(run_url(run)))
     assert response.status_code == 200 and response.json()["id"] == str(run.pk)
     assert len(queries) == 2, queries  # the key, the run (scope and log flag in the same query)
+
+
+def prepared_statements() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [statement for (statement,) in cursor.fetchall()]
+
+
+def test_hot_statements_are_planned_once_per_connection(warm_api, run):
+    threshold = connection.connection.prepare_threshold
+    assert threshold == 5  # the demo settings' OPTIONS (Django's default is None: never)
+    for number in range(threshold + 1):
+        assert warm_api.patch(run_url(run), {"state": {f"k{number}": number}}).status_code == 200
+        assert warm_api.get(run_url(run)).status_code == 200
+    statements = prepared_statements()
+    assert any(s.startswith("UPDATE taskruns_taskrun AS run SET") for s in statements), statements
+    assert any(s.startswith("SELECT k.") for s in statements), statements  # the key lookup
+    assert any(s.startswith("SELECT run.") for s in statements), statements  # the read of a run
+    # The prepared statements give the same answers as the first, unprepared runs.
+    assert TaskRun.objects.get(pk=run.pk).state == {f"k{n}": n for n in range(threshold + 1)}
+    assert warm_api.get(run_url(run)).json()["state"] == {f"k{n}": n for n in range(threshold + 1)}
+
+
+def test_nothing_is_prepared_when_the_host_turns_it_off(warm_api, run):
+    connection.connection.prepare_threshold = None  # as "prepare_threshold": None in OPTIONS does
+    try:
+        connection.connection.execute("DEALLOCATE ALL")
+        for number in range(8):
+            assert warm_api.patch(run_url(run), {"state": {f"k{number}": number}}).status_code == 200
+        assert prepared_statements() == []
+        assert TaskRun.objects.get(pk=run.pk).state == {f"k{n}": n for n in range(8)}
+    finally:
+        connection.connection.prepare_threshold = 5
