@@ -7,12 +7,14 @@ and then its hash is compared in constant time.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.core.exceptions import FieldDoesNotExist
+from django.db import connection, transaction
 from django.utils import timezone
 
 from . import rows
@@ -47,14 +49,12 @@ def issue_key(user, name: str, projects=()) -> tuple[ApiKey, str]:
 
 def find_active_key(raw_key: str) -> ApiKey | None:
     """The active key matching ``raw_key`` (with its user loaded), or None."""
-    if not raw_key.startswith(KEY_MARK) or len(raw_key) <= PREFIX_LENGTH:
+    if not is_well_formed(raw_key):
         return None
     user_model = get_user_model()
     sql = (
         f"SELECT {rows.columns(ApiKey, 'k')}, {rows.columns(user_model, 'u')} "
-        f"FROM {ApiKey._meta.db_table} k JOIN {user_model._meta.db_table} u "
-        f"ON u.{user_model._meta.pk.column} = k.user_id "
-        "WHERE k.prefix = %s AND k.revoked_at IS NULL"
+        f"FROM {_keys_of_users()} WHERE k.prefix = %s AND k.revoked_at IS NULL"
     )
     row = rows.fetch_one(sql, [raw_key[:PREFIX_LENGTH]])  # on every request: hand-written
     if row is None:
@@ -65,6 +65,64 @@ def find_active_key(raw_key: str) -> ApiKey | None:
         return None
     candidate.user = rows.instance(user_model, row[split:])
     return candidate
+
+
+def is_well_formed(raw_key: str) -> bool:
+    return raw_key.startswith(KEY_MARK) and len(raw_key) > PREFIX_LENGTH
+
+
+def authenticating_key_sql(raw_key: str) -> tuple[str, list] | None:
+    """``FROM … WHERE …`` selecting the row ``k`` of the key ``raw_key`` (and ``u`` of its
+    user) when ApiKeyAuthentication would accept it: the key is not revoked and its user is
+    active. For a statement that checks its caller's key itself instead of after a lookup.
+
+    None when the SQL cannot say it: a malformed key, or a user model whose ``is_active`` is
+    neither a column nor always true.
+
+    The hash is a bound parameter (taskruns.rows.fetch_one binds on the server), never part
+    of the statement's text, and Django's SQL log prints it as ``'<key hash>'``. The database
+    compares it with ``=``, not in constant time: the timing could tell at most how much of
+    the SHA-256 of a key the caller chose matches the stored one, which brings no one closer
+    to a key of 256 random bits."""
+    active = _user_is_active_sql()
+    if active is None or not is_well_formed(raw_key):
+        return None
+    sql = f"{_keys_of_users()} WHERE k.prefix = %s AND k.key_hash = %s AND k.revoked_at IS NULL AND {active}"
+    return sql, [raw_key[:PREFIX_LENGTH], _LoggedHidden(hash_key(raw_key))]
+
+
+class _LoggedHidden(str):
+    """A key hash as a statement parameter: the database gets the text, Django's SQL log (which
+    prints the parameters' repr) does not."""
+
+    def __repr__(self) -> str:
+        return "'<key hash>'"
+
+
+@functools.cache
+def _keys_of_users() -> str:
+    user_model = get_user_model()
+    return (
+        f"{ApiKey._meta.db_table} k JOIN {user_model._meta.db_table} u "
+        f"ON u.{user_model._meta.pk.column} = k.user_id"
+    )
+
+
+@functools.cache
+def _user_is_active_sql() -> str | None:
+    """The SQL twin of ``user.is_active`` on the row ``u``, if there is one."""
+    user_model = get_user_model()
+    try:
+        field = user_model._meta.get_field("is_active")
+    except FieldDoesNotExist:
+        # AbstractBaseUser's default is the constant True; a property could say anything.
+        return "TRUE" if getattr(user_model, "is_active", None) is True else None
+    return f"u.{connection.ops.quote_name(field.column)}" if field.concrete else None
+
+
+def accepts(api_key: ApiKey | None) -> bool:
+    """Whether a key found by find_active_key authenticates: its user must be active."""
+    return api_key is not None and api_key.user.is_active
 
 
 def revoke(keys) -> int:

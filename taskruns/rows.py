@@ -71,12 +71,17 @@ def fetch_one(sql: str, params: Sequence[Any]) -> tuple | None:
         return cursor.fetchone()
 
 
-def _server_bound_cursor():
+def binds_on_server() -> bool:
+    """Whether fetch_one sends parameters apart from the statement's text (psycopg 3)."""
     if connection.vendor != "postgresql":
-        return connection.cursor()
+        return False
     from django.db.backends.postgresql.base import is_psycopg3
 
-    if not is_psycopg3:
+    return is_psycopg3
+
+
+def _server_bound_cursor():
+    if not binds_on_server():
         return connection.cursor()
     from django.db.backends.postgresql.base import ServerBindingCursor
 
