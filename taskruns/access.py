@@ -129,12 +129,14 @@ class RunScope:
 
 def can_check_key(raw_key: str) -> bool:
     """Whether RunScope.sql can check the presented key ``raw_key`` itself, so that a request
-    needs no lookup of its key before its statement: with the default policy on PostgreSQL,
-    when taskruns.keys can write the key's acceptance as SQL and the key's hash can be sent
-    apart from the statement's text."""
+    needs no lookup of its key before its statement: unless the host turned it off
+    (``CHECK_KEYS_IN_STATEMENTS``), with the default policy on PostgreSQL, when taskruns.keys
+    can write the key's acceptance as SQL and the key's hash can be sent apart from the
+    statement's text."""
     policy = app_settings.import_from("ACCESS_POLICY")()
     return (
-        _reach_function_applies(policy)
+        app_settings.CHECK_KEYS_IN_STATEMENTS
+        and _reach_function_applies(policy)
         and rows.binds_on_server()
         and authenticating_key_sql(raw_key) is not None
     )

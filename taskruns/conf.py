@@ -41,6 +41,12 @@ DEFAULTS: dict[str, Any] = {
     # Largest a run's state may grow, as JSON text in bytes, after a merge; larger is a 413
     # `state_too_large` and nothing is written.
     "MAX_STATE_BYTES": 1024 * 1024,
+    # On PostgreSQL, let a run's GET and PATCH check the caller's Bearer key in their own
+    # statement instead of looking it up first (see TaskRunViewSet.key_for_the_statement).
+    # Such a request is authenticated in DRF only if something asks for request.user, so
+    # Django's request.user stays anonymous for middleware running after the view: turn this
+    # off if the host's middleware or logging needs the key's user there.
+    "CHECK_KEYS_IN_STATEMENTS": True,
 }
 
 

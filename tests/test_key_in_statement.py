@@ -213,3 +213,12 @@ def test_other_actions_and_the_list_authenticate_as_usual(raw_key, run):
     assert queries[0].startswith("SELECT k."), queries
     response = bearer(wrong_hash(raw_key)).post(run_url(run, "append_log"), {"entries": [{"a": 1}]})
     assert response.status_code == 401
+
+
+def test_a_host_can_turn_it_off(raw_key, run, settings):
+    settings.TASKRUNS = {"CHECK_KEYS_IN_STATEMENTS": False}
+    response, queries = statements(lambda: bearer(raw_key).patch(run_url(run), {"state": {"x": 1}}))
+    assert response.status_code == 200
+    assert queries[0].startswith("SELECT k.") and "k.key_hash" not in queries[-1], queries
+    assert TaskRun.objects.get(pk=run.pk).state == {"x": 1}
+    assert bearer(wrong_hash(raw_key)).patch(run_url(run), {"state": {"y": 1}}).status_code == 401
