@@ -10,6 +10,7 @@ urlpatterns = [
     path("bench/naive/runs/<uuid:run_id>/", baselines.NaiveRunView.as_view()),
     path("bench/floor/runs/<uuid:run_id>/", baselines.floor_run),
     path("bench/drf-floor/runs/<uuid:run_id>/", baselines.DRFFloorRunView.as_view()),
+    path("bench/floor-key-in-update/runs/<uuid:run_id>/", baselines.floor_patch_key_in_statement),
     path("bench/floor/tasks/<uuid:task_id>/runs/", baselines.floor_run_list),
     *app_urlpatterns,
 ]

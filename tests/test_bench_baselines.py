@@ -17,6 +17,7 @@ pytestmark = pytest.mark.urls("bench.urls")
         "naive",
         pytest.param("floor", marks=pytest.mark.postgres),
         pytest.param("drf-floor", marks=pytest.mark.postgres),
+        pytest.param("floor-key-in-update", marks=pytest.mark.postgres),
     ],
 )
 def test_baseline_patch_merges_state(api, run, target):
@@ -33,6 +34,18 @@ def test_baseline_patch_merges_state(api, run, target):
 def test_baseline_get_needs_the_key(api, run, path, client):
     assert api.get(path.format(run=run.pk)).json()["id"] == str(run.pk)
     assert client.get(path.format(run=run.pk)).status_code in (401, 403)
+
+
+@pytest.mark.postgres
+def test_the_floor_checking_its_key_in_its_update_refuses_a_bad_key(raw_key, run):
+    from rest_framework.test import APIClient
+
+    TaskRun.objects.filter(pk=run.pk).update(state={"kept": 1})
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key[:-1]}{'x' if raw_key[-1] != 'x' else 'y'}")
+    response = client.patch(f"/bench/floor-key-in-update/runs/{run.pk}/", {"state": {"a": 2}}, format="json")
+    assert response.status_code == 401
+    assert TaskRun.objects.get(pk=run.pk).state == {"kept": 1}
 
 
 @pytest.mark.parametrize(
@@ -66,3 +79,21 @@ def test_lock_timer_sees_one_locked_interval_per_patch(run, raw_key, monkeypatch
     assert [row["target"] for row in held] == list(templates)
     assert all(0 < row["p50"] <= row["p90"] for row in held)
     assert TaskRun.objects.filter(state__has_key="added4").count() == 3
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_cpu_probe_patches_in_process_and_reads_the_backends_cpu(run, raw_key):
+    """bench/cpu.py: its PATCH goes through Django's WSGI handler and lands; the backend's CPU
+    is read from /proc and only grows. (The CPU figures are printed, never asserted.)"""
+    from django.core.handlers.wsgi import WSGIHandler
+
+    from bench import cpu
+
+    path = f"/api/projects/{run.project_id}/tasks/{run.task_id}/runs/{run.pk}/"
+    before = cpu.backend_cpu()
+    app, database = cpu.cpu_of(WSGIHandler(), [path], raw_key, requests=5)
+    assert app > 0 and database >= 0 and cpu.backend_cpu() >= before
+    assert len(TaskRun.objects.get(pk=run.pk).state) >= 1 and TaskRun.objects.get(pk=run.pk).version == 6
+    with pytest.raises(SystemExit):
+        cpu.patch(WSGIHandler(), path.replace(str(run.pk)[:8], "00000000"), raw_key, 0)
