@@ -113,7 +113,7 @@ def print_table(measured, args) -> None:
 
     ours = median_total("taskruns")
     print()
-    print("| target | app ms | database ms | total ms | target's CPU ÷ taskruns' (≈ req/s ratio) |")
+    print("| target | app ms | database ms | total ms | its total ÷ taskruns' (≈ taskruns' req/s ÷ its) |")
     print("|---|---:|---:|---:|---:|")
     for name, rounds in measured.items():
         app = statistics.median(a for a, _ in rounds)
