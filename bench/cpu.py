@@ -88,15 +88,18 @@ def patch(handler, path: str, key: str, number: int) -> None:
 
 def cpu_of(handler, paths: list[str], key: str, requests: int) -> tuple[float, float]:
     """Milliseconds of CPU per PATCH: this process's, and its database backend's."""
-    backend_before, app_before = backend_cpu(), time.process_time()
+    (pid, backend_before), app_before = backend_cpu(), time.process_time()
     for number in range(requests):
         patch(handler, random.choice(paths), key, number)
-    app_after, backend_after = time.process_time(), backend_cpu()
+    app_after, (pid_after, backend_after) = time.process_time(), backend_cpu()
+    if pid_after != pid:
+        raise SystemExit("the database connection was closed between requests: set CONN_MAX_AGE")
     return 1000 * (app_after - app_before) / requests, 1000 * (backend_after - backend_before) / requests
 
 
-def backend_cpu() -> float:
-    """Seconds of CPU (user + system) used so far by this connection's PostgreSQL backend."""
+def backend_cpu() -> tuple[int, float]:
+    """This connection's PostgreSQL backend: its process id, and the seconds of CPU (user +
+    system) it has used so far."""
     from django.db import connection
 
     with connection.cursor() as cursor:
@@ -104,7 +107,7 @@ def backend_cpu() -> float:
         (pid,) = cursor.fetchone()
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return pid, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def print_table(measured, args) -> None:
