@@ -42,7 +42,7 @@ DEFAULTS: dict[str, Any] = {
     # `state_too_large` and nothing is written.
     "MAX_STATE_BYTES": 1024 * 1024,
     # On PostgreSQL, let a run's GET and PATCH check the caller's Bearer key in their own
-    # statement instead of looking it up first (see TaskRunViewSet.key_for_the_statement).
+    # statement instead of looking it up first (see taskruns.statement_auth).
     # Such a request is authenticated in DRF only if something asks for request.user, so
     # Django's request.user stays anonymous for middleware running after the view: turn this
     # off if the host's middleware or logging needs the key's user there.

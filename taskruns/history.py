@@ -23,7 +23,7 @@ class Actor:
 
 class RequestActor(Actor):
     """The caller of a request, found out only when a change is recorded: a PATCH that records
-    nothing then never makes the request look its key up (see TaskRunViewSet.initial).
+    nothing then never makes the request look its key up (see taskruns.statement_auth).
     Reading ``user`` or ``api_key`` authenticates the request if nothing has yet, and so may
     raise DRF's AuthenticationFailed."""
 

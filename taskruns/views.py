@@ -8,22 +8,21 @@ import logging
 import uuid
 
 from django.db import InterfaceError, OperationalError
-from django.http import Http404, StreamingHttpResponse
+from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, AuthenticationFailed, NotAuthenticated, NotFound
+from rest_framework.exceptions import NotFound
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.response import Response
 
 from . import updates
-from .access import RunScope, can_check_key, visible_projects
-from .authentication import ApiKeyAuthentication, record_checked_use
+from .access import RunScope, visible_projects
 from .etags import etag_for, if_match_versions, if_none_match_hits
 from .exceptions import DatabaseUnavailable, PreconditionFailed, TaskRunsError
 from .history import Actor
@@ -41,12 +40,12 @@ from .serializers import (
     TaskRunUpdateSerializer,
     TaskSerializer,
 )
+from .statement_auth import KeyCheckedByStatement
 from .storedjson import adopt_stored, select_as_stored
 
 logger = logging.getLogger(__name__)
 
 MAX_BIGINT = 2**63 - 1
-NOT_AUTHENTICATED = (NotAuthenticated, AuthenticationFailed)
 # A run's JSON columns, passed from the database to the response as stored (taskruns.storedjson).
 RUN_JSON_FIELDS = ("state", "output")
 
@@ -160,6 +159,7 @@ class TaskViewSet(
     ),
 )
 class TaskRunViewSet(
+    KeyCheckedByStatement,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     ProjectScopedViewSet,
@@ -176,70 +176,11 @@ class TaskRunViewSet(
         "events": TaskRunEventSerializer,
     }
 
-    # The actions whose one statement can check the caller's Bearer key itself.
+    # The actions whose one statement checks the caller's Bearer key itself (KeyCheckedByStatement).
     key_checking_actions = frozenset({"retrieve", "partial_update"})
-    # The presented key this request's statement checks (set by initial), or None.
-    unchecked_key: str | None = None
 
     def get_serializer_class(self):
         return self.action_serializers.get(self.action, TaskRunSerializer)
-
-    def initial(self, request, *args, **kwargs):
-        self.unchecked_key = self.key_for_the_statement(request)
-        super().initial(request, *args, **kwargs)
-
-    def perform_authentication(self, request):
-        if self.unchecked_key is None:
-            super().perform_authentication(request)
-
-    def check_permissions(self, request):
-        if self.unchecked_key is None:
-            super().check_permissions(request)
-
-    def key_for_the_statement(self, request) -> str | None:
-        """The Bearer key that this request's statement can check by itself, or None to
-        authenticate first as usual.
-
-        An agent's most frequent calls, reading and PATCHing a run, then take one statement
-        instead of a key lookup and then the statement: the statement's scope condition
-        accepts the key only where ApiKeyAuthentication would, and reaches only what the key's
-        user may reach (taskruns.access.RunScope.sql). Only when nothing else needs what a
-        lookup would find: the key authenticator comes first, the permission is just
-        IsAuthenticated (which an accepted key implies), and the scope can be SQL with the key
-        in it (taskruns.access.can_check_key). Whatever reads ``request.user`` later (a status
-        move's history, a throttle) authenticates the request then, as DRF does lazily; an
-        error answer does so first (handle_exception), so a bad key is a 401 as before.
-        """
-        if self.action not in self.key_checking_actions:
-            return None
-        authenticators = request.authenticators
-        if not authenticators or not isinstance(authenticators[0], ApiKeyAuthentication):
-            return None
-        if [type(permission) for permission in self.get_permissions()] != [IsAuthenticated]:
-            return None
-        try:
-            raw_key = authenticators[0].presented_key(request)
-        except AuthenticationFailed:
-            return None  # authenticating as usual gives the 401
-        return raw_key if raw_key is not None and can_check_key(raw_key) else None
-
-    def authentication_failure(self) -> APIException | None:
-        """Authenticate a request whose statement was to check its key, as DRF would have
-        before the view; the error to answer with instead if that fails."""
-        self.unchecked_key = None
-        try:
-            self.perform_authentication(self.request)
-            self.check_permissions(self.request)
-        except APIException as failure:
-            return failure
-        except (OperationalError, InterfaceError):
-            return DatabaseUnavailable()
-        return None
-
-    def key_checked(self) -> None:
-        """The statement accepted the request's key: note its use, as authenticating does."""
-        if self.unchecked_key is not None:
-            record_checked_use(self.unchecked_key)
 
     def get_task(self) -> Task:
         return get_object_or_404(self.visible_tasks(), pk=parse_uuid(self.kwargs["task_id"]))
@@ -353,10 +294,6 @@ class TaskRunViewSet(
         }
 
     def handle_exception(self, exc):
-        answers = isinstance(exc, APIException | Http404)
-        if self.unchecked_key is not None and answers and not isinstance(exc, NOT_AUTHENTICATED):
-            # Nothing has checked the key yet: a bad key answers 401 before anything else.
-            exc = self.authentication_failure() or exc
         response = super().handle_exception(exc)
         if isinstance(exc, PreconditionFailed) and isinstance(response.data, dict):
             response.data["run"] = TaskRunSerializer(exc.run, context=self.get_serializer_context()).data
