@@ -11,7 +11,7 @@ narrows the set.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -64,9 +64,9 @@ class RunScope:
     request: Any
     project_id: int
     task_id: UUID
-    # A Bearer key the request presented that nobody has looked up (see can_check_key): the
+    # A Bearer key the request presented that nobody has looked up (see key_check): the
     # statement then checks the key itself, in the same condition as the rest of the scope.
-    unchecked_key: str | None = None
+    key_check: KeyCheck | None = None
 
     def runs(self) -> QuerySet[TaskRun]:
         return TaskRun.objects.filter(
@@ -88,10 +88,10 @@ class RunScope:
         params = [task_id, self.project_id]
         policy = app_settings.import_from("ACCESS_POLICY")()
         if _reach_function_applies(policy):
-            if self.unchecked_key is not None:
-                key_sql, key_params = authenticating_key_sql(self.unchecked_key)
-                reach = f"EXISTS (SELECT 1 FROM {key_sql} AND {REACH_FUNCTION}(%s, %s, k.user_id, k.id))"
-                return sql + reach, [*params, *key_params, task_id, self.project_id]
+            key = self.key_check
+            if key is not None:
+                reach = f"EXISTS (SELECT 1 FROM {key.sql} AND {REACH_FUNCTION}(%s, %s, k.user_id, k.id))"
+                return sql + reach, [*params, *key.params, task_id, self.project_id]
             user = self.request.user
             user_id = user.pk if getattr(user, "is_authenticated", False) else None
             api_key_id = self.request.auth.pk if isinstance(self.request.auth, ApiKey) else None
@@ -127,19 +127,30 @@ class RunScope:
         return sql, params
 
 
-def can_check_key(raw_key: str) -> bool:
-    """Whether RunScope.sql can check the presented key ``raw_key`` itself, so that a request
-    needs no lookup of its key before its statement: unless the host turned it off
-    (``CHECK_KEYS_IN_STATEMENTS``), with the default policy on PostgreSQL, when taskruns.keys
-    can write the key's acceptance as SQL and the key's hash can be sent apart from the
-    statement's text."""
+@dataclass(frozen=True)
+class KeyCheck:
+    """A presented Bearer key that a statement checks itself: ``sql`` and ``params`` select the
+    key's row ``k`` and its user's ``u`` where the key authenticates
+    (taskruns.keys.authenticating_key_sql)."""
+
+    raw_key: str = field(repr=False)  # a secret: kept out of reprs, tracebacks' included
+    sql: str
+    params: tuple
+
+
+def key_check(raw_key: str) -> KeyCheck | None:
+    """The check of the presented key ``raw_key`` that RunScope.sql can put in a statement, so
+    that a request needs no lookup of its key before its statement; None where it cannot: the
+    host turned it off (``CHECK_KEYS_IN_STATEMENTS``), another policy than the default or
+    another database than PostgreSQL, a key or user model that taskruns.keys cannot write as
+    SQL, or a driver that would put the key's hash in the statement's text."""
     policy = app_settings.import_from("ACCESS_POLICY")()
-    return (
-        app_settings.CHECK_KEYS_IN_STATEMENTS
-        and _reach_function_applies(policy)
-        and rows.binds_on_server()
-        and authenticating_key_sql(raw_key) is not None
-    )
+    if not (
+        app_settings.CHECK_KEYS_IN_STATEMENTS and _reach_function_applies(policy) and rows.binds_on_server()
+    ):
+        return None
+    found = authenticating_key_sql(raw_key)
+    return None if found is None else KeyCheck(raw_key, found[0], tuple(found[1]))
 
 
 def _reach_function_applies(policy) -> bool:

@@ -4,7 +4,7 @@ An agent's most frequent calls, reading and PATCHing a run, are one statement ea
 Bearer key up first doubled their round trips to the database and cost a PATCH about a quarter
 of its CPU (app and database, measured in-process as bench/cpu.py does). Instead the
 statement's scope condition accepts the key only where ApiKeyAuthentication would, and reaches
-only what the key's user may reach (taskruns.access.RunScope with ``unchecked_key``), so an
+only what the key's user may reach (taskruns.access.RunScope with a ``key_check``), so an
 accepted key is checked as thoroughly as before, and a refused one leaves the statement with no
 row and nothing written.
 
@@ -21,7 +21,7 @@ from django.http import Http404
 from rest_framework.exceptions import APIException, AuthenticationFailed, NotAuthenticated
 from rest_framework.permissions import IsAuthenticated
 
-from .access import can_check_key
+from .access import KeyCheck, key_check
 from .authentication import ApiKeyAuthentication, record_checked_use
 from .exceptions import DatabaseUnavailable
 
@@ -29,31 +29,31 @@ NOT_AUTHENTICATED = (NotAuthenticated, AuthenticationFailed)
 
 
 class KeyCheckedByStatement:
-    """For a DRF view whose ``key_checking_actions`` each run one statement built with
-    ``unchecked_key`` in its RunScope, and call ``key_checked()`` once it has accepted."""
+    """For a DRF view whose ``key_checking_actions`` each run one statement built with the
+    view's ``key_check`` in its RunScope, and call ``key_checked()`` once it has accepted."""
 
     key_checking_actions: frozenset[str] = frozenset()
-    # The presented key this request's statement checks (set by initial), or None.
-    unchecked_key: str | None = None
+    # The check of the presented key that this request's statement makes (set by initial).
+    key_check: KeyCheck | None = None
 
     def initial(self, request, *args, **kwargs):
-        self.unchecked_key = self.key_for_the_statement(request)
+        self.key_check = self.key_for_the_statement(request)
         super().initial(request, *args, **kwargs)
 
     def perform_authentication(self, request):
-        if self.unchecked_key is None:
+        if self.key_check is None:
             super().perform_authentication(request)
 
     def check_permissions(self, request):
-        if self.unchecked_key is None:
+        if self.key_check is None:
             super().check_permissions(request)
 
-    def key_for_the_statement(self, request) -> str | None:
-        """The Bearer key that this request's statement can check by itself, or None to
-        authenticate first as usual: only when nothing else needs what a lookup would find —
-        the key authenticator comes first, the permission is just IsAuthenticated (which an
-        accepted key implies), and the scope can be SQL with the key in it
-        (taskruns.access.can_check_key)."""
+    def key_for_the_statement(self, request) -> KeyCheck | None:
+        """The check of the Bearer key that this request's statement can make by itself, or
+        None to authenticate first as usual: only when nothing else needs what a lookup would
+        find — the key authenticator comes first, the permission is just IsAuthenticated (which
+        an accepted key implies), and the scope can be SQL with the key in it
+        (taskruns.access.key_check)."""
         if self.action not in self.key_checking_actions:
             return None
         authenticators = request.authenticators
@@ -65,16 +65,16 @@ class KeyCheckedByStatement:
             raw_key = authenticators[0].presented_key(request)
         except AuthenticationFailed:
             return None  # authenticating as usual gives the 401
-        return raw_key if raw_key is not None and can_check_key(raw_key) else None
+        return None if raw_key is None else key_check(raw_key)
 
     def key_checked(self) -> None:
         """The statement accepted the request's key: note its use, as authenticating does."""
-        if self.unchecked_key is not None:
-            record_checked_use(self.unchecked_key)
+        if self.key_check is not None:
+            record_checked_use(self.key_check.raw_key)
 
     def handle_exception(self, exc):
         answers = isinstance(exc, APIException | Http404)
-        if self.unchecked_key is not None and answers and not isinstance(exc, NOT_AUTHENTICATED):
+        if self.key_check is not None and answers and not isinstance(exc, NOT_AUTHENTICATED):
             # Nothing has checked the key yet: a bad key answers 401 before anything else.
             exc = self.authentication_failure() or exc
         return super().handle_exception(exc)
@@ -82,7 +82,7 @@ class KeyCheckedByStatement:
     def authentication_failure(self) -> APIException | None:
         """Authenticate the request now, as DRF would have before the view; the error to
         answer with instead if that fails."""
-        self.unchecked_key = None
+        self.key_check = None
         try:
             self.perform_authentication(self.request)
             self.check_permissions(self.request)

@@ -192,7 +192,7 @@ class TaskRunViewSet(
     def run_scope(self) -> RunScope:
         """The runs this request may read and write: the URL's live task, in a visible project."""
         task_id = parse_uuid(self.kwargs["task_id"])
-        return RunScope(self.request, self.project_id, task_id, unchecked_key=self.unchecked_key)
+        return RunScope(self.request, self.project_id, task_id, key_check=self.key_check)
 
     def get_object(self):
         # The run is read with the scope as SQL (as the PATCH statement uses it): the most

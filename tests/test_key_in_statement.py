@@ -222,3 +222,13 @@ def test_a_host_can_turn_it_off(raw_key, run, settings):
     assert queries[0].startswith("SELECT k.") and "k.key_hash" not in queries[-1], queries
     assert TaskRun.objects.get(pk=run.pk).state == {"x": 1}
     assert bearer(wrong_hash(raw_key)).patch(run_url(run), {"state": {"y": 1}}).status_code == 401
+
+
+def test_a_key_check_keeps_its_secrets_out_of_its_repr(raw_key):
+    from taskruns.access import key_check
+    from taskruns.keys import hash_key
+
+    check = key_check(raw_key)
+    assert check is not None and check.raw_key == raw_key
+    assert raw_key not in repr(check) and hash_key(raw_key) not in repr(check)
+    assert raw_key[:12] in repr(check)  # the prefix is public
