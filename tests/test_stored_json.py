@@ -4,6 +4,7 @@ and Python code reading the run must still see decoded ones."""
 
 from __future__ import annotations
 
+import datetime
 import json
 
 import pytest
@@ -109,3 +110,16 @@ def test_a_list_page_carries_the_stored_values(api, run):
     by_id = {item["id"]: item for item in response.json()["results"]}
     assert by_id[str(run.pk)]["state"] == TRICKY_STATE and by_id[str(run.pk)]["output"] is None
     assert by_id[str(other.pk)]["state"] == {"n": 1} and by_id[str(other.pk)]["output"] == [1, "✓"]
+
+
+@pytest.mark.postgres
+def test_a_run_read_by_hand_written_sql_equals_the_orms(run):
+    """taskruns.rows reads the hot paths' rows with psycopg's own timestamp loader where
+    Django's would give the same values: every field, time zones included, must agree."""
+    TaskRun.objects.filter(pk=run.pk).update(started_at="2026-03-29T01:30:00.123456+01:00", stage="s")
+    read, orm = updates.read_run(run.pk, None), TaskRun.objects.get(pk=run.pk)
+    for field in TaskRun._meta.concrete_fields:
+        mine, theirs = getattr(read, field.attname), getattr(orm, field.attname)
+        assert mine == theirs, field.name
+        if isinstance(theirs, datetime.datetime):
+            assert mine.tzinfo is theirs.tzinfo and mine.utcoffset() == theirs.utcoffset(), field.name
