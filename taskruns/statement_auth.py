@@ -59,7 +59,7 @@ class KeyCheckedByStatement:
         authenticators = request.authenticators
         if not authenticators or not isinstance(authenticators[0], ApiKeyAuthentication):
             return None
-        if [type(permission) for permission in self.get_permissions()] != [IsAuthenticated]:
+        if list(self.permission_classes) != [IsAuthenticated]:
             return None
         try:
             raw_key = authenticators[0].presented_key(request)

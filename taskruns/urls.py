@@ -8,10 +8,11 @@ from .views import TaskRunViewSet, TaskViewSet
 app_name = "taskruns"
 
 router = SimpleRouter()
-router.register(r"projects/(?P<project_id>[^/]+)/tasks", TaskViewSet, basename="task")
+# Runs first: Django tries the patterns in order, and an agent's calls are nearly all to a run.
 router.register(
     r"projects/(?P<project_id>[^/]+)/tasks/(?P<task_id>[^/]+)/runs", TaskRunViewSet, basename="run"
 )
+router.register(r"projects/(?P<project_id>[^/]+)/tasks", TaskViewSet, basename="task")
 
 urlpatterns = [
     # The agent client reads `…/logs` without a trailing slash: answer it directly, no redirect.
