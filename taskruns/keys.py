@@ -2,7 +2,8 @@
 
 Keys are 256-bit random tokens, so a plain SHA-256 is a sufficient one-way store (a slow
 password hash would only add latency to every request). A key is found by its public prefix
-and then its hash is compared in constant time.
+and then its hash is compared in constant time; or a statement that checks its caller's key
+itself compares prefix and hash in the database (authenticating_key_sql).
 """
 
 from __future__ import annotations

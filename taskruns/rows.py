@@ -61,11 +61,11 @@ def fetch_one(sql: str, params: Sequence[Any]) -> tuple | None:
     Django binds parameters into the SQL text on the client, so PostgreSQL parses and plans
     every statement anew. With psycopg 3 the statements here are bound on the server instead,
     which lets psycopg prepare a statement once it has run ``prepare_threshold`` times on a
-    connection (5 by default; a host that sets ``"prepare_threshold": None`` in its database
-    OPTIONS, as Django advises behind PgBouncer's transaction pooling, turns this off): then
-    PostgreSQL parses and plans it once per connection, which was most of its time on the key
-    lookup and a third of it on the PATCH statement. Only the cursor's class changes: the
-    cursor is still Django's, with its error wrapping, query logging and execute wrappers.
+    connection, if the database OPTIONS set one (Django's default is None: never, for the sake
+    of connection poolers; the demo settings set 5): then PostgreSQL parses and plans it once
+    per connection, which was most of its time on the key lookup and a third of it on the
+    PATCH statement. Only the cursor's class changes: the cursor is still Django's, with its
+    error wrapping, query logging and execute wrappers.
     """
     with _server_bound_cursor() as cursor:
         cursor.execute(sql, params)
