@@ -20,11 +20,10 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import sys
 import time
 
-from .run import DATABASE_URL, ROOT, TARGETS, create_data, recreate_database
+from .run import TARGETS, set_up
 
 PATCH_TARGETS = ("taskruns", "posthog-style", "floor", "drf floor", "floor, key in UPDATE")
 
@@ -34,20 +33,9 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=3000, help="PATCHes per target and round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; the table shows the median")
     args = parser.parse_args()
-    os.environ.update(
-        DATABASE_URL=DATABASE_URL,
-        DJANGO_SETTINGS_MODULE="bench.settings",
-        DJANGO_DEBUG="0",
-        DJANGO_CONN_MAX_AGE="600",
-    )
-    recreate_database("on")
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, check=True)
-    import django
-
-    django.setup()
+    data = set_up(synchronous_commit="on")
     from django.core.handlers.wsgi import WSGIHandler
 
-    data = create_data()
     handler = WSGIHandler()
     measured: dict[str, list[tuple[float, float]]] = {name: [] for name in PATCH_TARGETS}
     for round_ in range(args.rounds):

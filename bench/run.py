@@ -77,18 +77,7 @@ def main() -> int:
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk")
 
-    os.environ.update(
-        DATABASE_URL=DATABASE_URL,
-        DJANGO_SETTINGS_MODULE="bench.settings",
-        DJANGO_DEBUG="0",
-        DJANGO_CONN_MAX_AGE="600",
-    )
-    recreate_database(args.synchronous_commit)
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, check=True)
-    import django
-
-    django.setup()
-    data = create_data()
+    data = set_up(args.synchronous_commit)
 
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "bench.wsgi", "-w", str(args.workers), "-b", f"127.0.0.1:{PORT}"],
@@ -111,6 +100,27 @@ def main() -> int:
     print_paired_ratios(rows)
     print_lock_table(held)
     return 0
+
+
+def set_up(synchronous_commit: str) -> dict:
+    """The bench's database made anew and migrated, Django set up on it as the server will be,
+    and the bench's data created (see create_data)."""
+    os.environ.update(
+        DATABASE_URL=DATABASE_URL,
+        DJANGO_SETTINGS_MODULE="bench.settings",
+        DJANGO_DEBUG="0",
+        DJANGO_CONN_MAX_AGE="600",
+    )
+    recreate_database(synchronous_commit)
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, check=True)
+    import django
+
+    django.setup()
+    return create_data()
+
+
+def requests_per_second(result: dict) -> float:
+    return result["requests"] / result["duration_us"] * 1e6
 
 
 def recreate_database(synchronous_commit: str) -> None:
@@ -227,10 +237,10 @@ def run_scenarios(data, scenarios, seconds, rounds) -> list[dict]:
                     result["lost"] = len(result["acked"] - stored)
                 del result["acked"]
                 results[name].append(result)
-                rps = result["requests"] / result["duration_us"] * 1e6
+                rps = requests_per_second(result)
                 print(f"  round {round_ + 1}: {scenario:28} {name:16} {rps:8.0f} req/s", flush=True)
         for name, runs in results.items():
-            median = sorted(runs, key=lambda r: r["requests"] / r["duration_us"])[len(runs) // 2]
+            median = sorted(runs, key=requests_per_second)[len(runs) // 2]
             lost = sum(r["lost"] for r in runs) if unique else None
             rows.append({**median, "scenario": scenario, "target": name, "lost": lost, "rounds": runs})
     return rows
@@ -243,9 +253,9 @@ def print_table(rows, args) -> None:
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     ours = {row["scenario"]: row for row in rows if row["target"] == "taskruns"}
     for row in rows:
-        rps = row["requests"] / row["duration_us"] * 1e6
+        rps = requests_per_second(row)
         base = ours[row["scenario"]]
-        base_rps = base["requests"] / base["duration_us"] * 1e6
+        base_rps = requests_per_second(base)
         errors = row["bad_status"] + row["socket_errors"]
         lost = "" if row["lost"] is None else str(row["lost"])
         print(
@@ -270,9 +280,6 @@ def print_paired_ratios(rows) -> None:
     """taskruns against each other target round by round: the rounds are interleaved, so a
     ratio within one round is not moved by a slow or fast spell of the shared machine."""
 
-    def rps(result):
-        return result["requests"] / result["duration_us"] * 1e6
-
     print()
     print("taskruns ÷ each target, round by round (median of the rounds' ratios):")
     print()
@@ -283,7 +290,7 @@ def print_paired_ratios(rows) -> None:
         if row["target"] == "taskruns":
             continue
         pairs = list(zip(ours[row["scenario"]], row["rounds"], strict=True))
-        throughput = [rps(mine) / rps(theirs) for mine, theirs in pairs]
+        throughput = [requests_per_second(mine) / requests_per_second(theirs) for mine, theirs in pairs]
         p99 = [mine["p99_us"] / max(theirs["p99_us"], 1) for mine, theirs in pairs]
         print(
             f"| {row['scenario']} | {row['target']} | {', '.join(f'{r:.2f}' for r in throughput)} | "

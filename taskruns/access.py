@@ -81,17 +81,18 @@ class RunScope:
 
         Every check but the run's own columns is on the request's constants (the task, the
         project, the user, the key). Under the default policy on PostgreSQL they are one call of
-        the function made by migration 0005, whose queries are planned once per connection;
-        otherwise they are one-time subqueries, planned with each statement."""
+        the function made by migration 0005, whose queries are planned once per connection (with
+        a ``key_check``, called on the key's row if the key authenticates); otherwise they are
+        one-time subqueries, planned with each statement."""
         task_id = Task._meta.pk.get_db_prep_value(self.task_id, connection)
         sql = f"{run_alias}.task_id = %s AND {run_alias}.project_id = %s AND "
         params = [task_id, self.project_id]
+        key = self.key_check
+        if key is not None:  # made only where the function applies (key_check)
+            reach = f"EXISTS (SELECT 1 FROM {key.sql} AND {REACH_FUNCTION}(%s, %s, k.user_id, k.id))"
+            return sql + reach, [*params, *key.params, task_id, self.project_id]
         policy = app_settings.import_from("ACCESS_POLICY")()
         if _reach_function_applies(policy):
-            key = self.key_check
-            if key is not None:
-                reach = f"EXISTS (SELECT 1 FROM {key.sql} AND {REACH_FUNCTION}(%s, %s, k.user_id, k.id))"
-                return sql + reach, [*params, *key.params, task_id, self.project_id]
             user = self.request.user
             user_id = user.pk if getattr(user, "is_authenticated", False) else None
             api_key_id = self.request.auth.pk if isinstance(self.request.auth, ApiKey) else None

@@ -74,8 +74,11 @@ def fetch_one(sql: str, params: Sequence[Any]) -> tuple | None:
 
 def binds_on_server() -> bool:
     """Whether fetch_one sends parameters apart from the statement's text (psycopg 3)."""
-    if connection.vendor != "postgresql":
-        return False
+    return connection.vendor == "postgresql" and _psycopg3()
+
+
+@functools.cache
+def _psycopg3() -> bool:
     from django.db.backends.postgresql.base import is_psycopg3
 
     return is_psycopg3

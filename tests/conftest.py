@@ -44,6 +44,11 @@ def raw_key(user) -> str:
 @pytest.fixture
 def api(raw_key) -> APIClient:
     """A client authenticated with the member's Bearer key, sending JSON."""
+    return bearer(raw_key)
+
+
+def bearer(raw_key: str) -> APIClient:
+    """A client sending ``Authorization: Bearer <raw_key>`` and JSON bodies."""
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
     client.default_format = "json"

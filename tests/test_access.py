@@ -12,13 +12,7 @@ from taskruns.access import ProjectMembershipPolicy
 from taskruns.keys import hash_key, issue_key, revoke
 from taskruns.models import ApiKey, Project, Task, TaskRun
 
-from .conftest import run_url, runs_url, stored, tasks_url
-
-
-def bearer(raw_key: str) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
-    return client
+from .conftest import bearer, run_url, runs_url, stored, tasks_url
 
 
 @pytest.mark.parametrize(

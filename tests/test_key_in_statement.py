@@ -13,7 +13,6 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import BasePermission, IsAuthenticated
-from rest_framework.test import APIClient
 
 from taskruns import authentication
 from taskruns.authentication import ApiKeyAuthentication
@@ -21,16 +20,9 @@ from taskruns.keys import issue_key, revoke
 from taskruns.models import ApiKey, Project, TaskRun, TaskRunEvent
 from taskruns.views import TaskRunViewSet
 
-from .conftest import run_url, runs_url, stored
+from .conftest import bearer, run_url, runs_url, stored
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-
-def bearer(raw_key: str) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
-    client.default_format = "json"
-    return client
 
 
 def statements(call) -> tuple[object, list[str]]:
