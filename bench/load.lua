@@ -6,6 +6,10 @@
 --   BENCH_ROUND   with BENCH_UNIQUE, a round number that keeps keys unique across wrk runs
 --   BENCH_ACKED   with BENCH_UNIQUE, a file to which the keys of all 2xx-acknowledged PATCHes
 --                 are written (one connection per thread, so responses come in request order)
+--   BENCH_WRITES  if not "0": each thread, on its answer number BENCH_WRITES, writes a line to
+--   BENCH_DONE    this file (bench/run.py interrupts wrk once every thread has, and wrk then
+--                 reports as at the end of its duration). A thread that is done goes on sending
+--                 until then: stopped, its reconnected idle socket would hold a sync worker.
 -- Prints one line "RESULT {json}" with counts and latency percentiles (microseconds).
 local threads = {}
 
@@ -22,6 +26,7 @@ function init(args)
   method = os.getenv("BENCH_METHOD")
   unique = os.getenv("BENCH_UNIQUE") == "1"
   round = os.getenv("BENCH_ROUND") or "0"
+  writes = tonumber(os.getenv("BENCH_WRITES") or "0")
   headers = { ["Authorization"] = "Bearer " .. os.getenv("BENCH_KEY"), ["Content-Type"] = "application/json" }
   sent, answered, ok, bad = 0, 0, 0, 0
   -- wrk calls request() once on its first thread to check the script before sending
@@ -53,6 +58,11 @@ function response(status, headers, body)
   else
     bad = bad + 1
   end
+  if writes > 0 and answered == writes then
+    local done = io.open(os.getenv("BENCH_DONE"), "a")
+    done:write(id, "\n")
+    done:close()
+  end
 end
 
 
@@ -73,5 +83,5 @@ function done(summary, latency, requests)
     'RESULT {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, "ok": %d, "bad_status": %d, ' ..
     '"socket_errors": %d}\n',
     summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), total_ok, total_bad,
-    e.connect + e.read + e.write + e.timeout))
+    e.connect + e.read + e.write + e.timeout, (first and last) and (last - first) or 0))
 end

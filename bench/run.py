@@ -24,6 +24,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = os.environ.get("BENCH_ADMIN_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
@@ -31,6 +32,8 @@ DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0
 PORT = 8765
 WRITERS = 16
 WARM_UP_SECONDS = 1
+# A fixed-work round that has not ended by then is cut short (wrk's duration).
+WRITES_TIMEOUT_SECONDS = 300
 
 TARGETS = {
     "taskruns": {
@@ -48,7 +51,7 @@ TARGETS = {
 }
 # Targets measured in some scenarios only: what a PATCH without a lock loses, with 16 writers
 # on one run; how the floor does with its key checked by its UPDATE, as taskruns' is.
-ONLY_IN = {"naive (no lock)": {"one-run"}, "floor, key in UPDATE": {"spread"}}
+ONLY_IN = {"naive (no lock)": {"one-run", "one-run-timed"}, "floor, key in UPDATE": {"spread"}}
 # The targets whose row lock time is measured (bench/locks.py): the naive one takes none.
 LOCK_TARGETS = ("taskruns", "posthog-style", "floor")
 
@@ -56,6 +59,12 @@ LOCK_TARGETS = ("taskruns", "posthog-style", "floor")
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=5, help="duration of each wrk run")
+    parser.add_argument(
+        "--writes",
+        type=int,
+        default=100,
+        help="PATCHes per writer in the one-run scenario (the same work for every target)",
+    )
     parser.add_argument("--workers", type=int, default=5, help="gunicorn sync workers (2 x cores + 1)")
     parser.add_argument(
         "--rounds", type=int, default=3, help="rounds per scenario; the table shows the median"
@@ -70,7 +79,7 @@ def main() -> int:
     parser.add_argument(
         "--scenario",
         action="append",
-        choices=[short for short, *_ in SCENARIOS],
+        choices=[scenario.option for scenario in SCENARIOS],
         help="run only this scenario (repeatable; default: all)",
     )
     args = parser.parse_args()
@@ -89,7 +98,7 @@ def main() -> int:
     try:
         wait_until_up(data)
         chosen = [scenario for scenario in SCENARIOS if not args.scenario or scenario[0] in args.scenario]
-        rows = run_scenarios(data, chosen, args.seconds, args.rounds)
+        rows = run_scenarios(data, chosen, args)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
@@ -167,11 +176,22 @@ def wait_until_up(data) -> None:
 
 
 def wrk(
-    paths: list[str], method: str, key: str, seconds: int, threads: int, connections: int, unique, round_
+    paths: list[str],
+    method: str,
+    key: str,
+    seconds: int,
+    threads: int,
+    connections: int,
+    unique,
+    round_,
+    writes: int | None = None,
 ):
-    """Run wrk; its RESULT line, plus ``acked``: the state keys of acknowledged PATCHes."""
+    """Run wrk; its RESULT line, plus ``acked``: the state keys of acknowledged PATCHes.
+
+    For ``seconds``; or, with ``writes``, until each thread has had that many answers (wrk is
+    interrupted then, and reports as at the end of its duration)."""
     with tempfile.TemporaryDirectory() as tmp:
-        path_file, acked_file = Path(tmp) / "paths.txt", Path(tmp) / "acked.txt"
+        path_file, acked_file, done_file = (Path(tmp) / name for name in ("paths.txt", "acked.txt", "done"))
         path_file.write_text("\n".join(paths) + "\n")
         env = {
             **os.environ,
@@ -181,28 +201,56 @@ def wrk(
             "BENCH_UNIQUE": "1" if unique else "0",
             "BENCH_ROUND": str(round_),
             "BENCH_ACKED": str(acked_file),
+            "BENCH_WRITES": str(writes or 0),
+            "BENCH_DONE": str(done_file),
         }
-        command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "10s"]
-        command += ["-s", str(ROOT / "bench" / "load.lua"), f"http://127.0.0.1:{PORT}"]
-        out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+        duration = seconds if writes is None else WRITES_TIMEOUT_SECONDS
+        command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s"]
+        command += ["--timeout", "10s", "-s", str(ROOT / "bench" / "load.lua"), f"http://127.0.0.1:{PORT}"]
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+        if writes is not None:
+            _interrupt_when_done(process, done_file, threads)
+        out = process.communicate()[0]
+        if process.returncode:
+            raise subprocess.CalledProcessError(process.returncode, command, out)
         acked = set(acked_file.read_text().split()) if unique else set()
     line = next(line for line in out.splitlines() if line.startswith("RESULT "))
     return {**json.loads(line.removeprefix("RESULT ")), "acked": acked}
 
 
+def _interrupt_when_done(process: subprocess.Popen, done_file: Path, threads: int) -> None:
+    """SIGINT wrk (which then reports, as at the end of its duration) once each of its
+    ``threads`` has written its line to ``done_file``."""
+    while process.poll() is None:
+        if done_file.exists() and len(done_file.read_text().splitlines()) >= threads:
+            process.send_signal(signal.SIGINT)
+            return
+        time.sleep(0.01)
+
+
+class Scenario(NamedTuple):
+    option: str  # its --scenario name
+    name: str  # as the table shows it ({writes} and {seconds}: the options' values)
+    method: str
+    route: str  # "run": a random one of the 200 runs; "hot": the target's own run; "list"
+    threads: int  # wrk threads over WRITERS connections
+    unique: bool  # each PATCH adds a key of its own (lost updates are counted)
+    fixed_work: bool  # each connection sends --writes requests, instead of sending for --seconds
+
+
 SCENARIOS = [
-    # (option, name, method, route, wrk threads, unique keys per writer)
-    ("spread", "PATCH spread over 200 runs", "PATCH", "run", 2, False),
-    ("one-run", "16 writers, one run", "PATCH", "hot", WRITERS, True),
-    ("get", "GET a run", "GET", "run", 2, False),
-    ("list", "GET a list page of 100", "GET", "list", 2, False),
+    Scenario("spread", "PATCH spread over 200 runs", "PATCH", "run", 2, False, False),
+    Scenario("one-run", "16 writers × {writes} PATCHes, one run", "PATCH", "hot", WRITERS, True, True),
+    Scenario("one-run-timed", "16 writers for {seconds} s, one run", "PATCH", "hot", WRITERS, True, False),
+    Scenario("get", "GET a run", "GET", "run", 2, False, False),
+    Scenario("list", "GET a list page of 100", "GET", "list", 2, False, False),
 ]
 
 
-def run_scenarios(data, scenarios, seconds, rounds) -> list[dict]:
-    """Each scenario, ``rounds`` times, the targets interleaved within each round so that a
-    slow spell of this shared machine hits them alike; a row per scenario and target holds the
-    median round."""
+def run_scenarios(data, scenarios, args) -> list[dict]:
+    """Each scenario, ``args.rounds`` times, the targets interleaved within each round so that
+    a slow spell of this shared machine hits them alike; a row per scenario and target holds
+    the median round."""
     from taskruns.models import TaskRun
 
     def paths(target, route):
@@ -211,7 +259,9 @@ def run_scenarios(data, scenarios, seconds, rounds) -> list[dict]:
         return [template.format(project=data["project"], task=data["task"], run=run) for run in runs]
 
     rows = []
-    for option, scenario, method, route, threads, unique in scenarios:
+    for option, name_template, method, route, threads, unique, fixed_work in scenarios:
+        scenario = name_template.format(writes=args.writes, seconds=args.seconds)
+        writes = args.writes if fixed_work else None
         targets = [
             name
             for name, routes in TARGETS.items()
@@ -222,14 +272,22 @@ def run_scenarios(data, scenarios, seconds, rounds) -> list[dict]:
             # Warm up, unmeasured: each gunicorn worker opens its database connection and
             # imports what the route needs before the first measured round.
             wrk(paths(name, route), method, data["key"], WARM_UP_SECONDS, threads, WRITERS, False, 0)
-        for round_ in range(rounds):
+        for round_ in range(args.rounds):
             for name in targets:
                 if unique:
-                    # Every target's run starts each round empty: a faster target must not be
-                    # measured on a bigger state than a slower one.
+                    # Every target's run starts each round empty. (In a timed scenario a
+                    # faster target still ends its round on a bigger state: see README.)
                     TaskRun.objects.filter(pk=data["hot"][name]).update(state={})
                 result = wrk(
-                    paths(name, route), method, data["key"], seconds, threads, WRITERS, unique, round_
+                    paths(name, route),
+                    method,
+                    data["key"],
+                    args.seconds,
+                    threads,
+                    WRITERS,
+                    unique,
+                    round_,
+                    writes,
                 )
                 if unique:
                     # A lost update: a PATCH answered 2xx whose key is not in the stored state.
@@ -238,7 +296,7 @@ def run_scenarios(data, scenarios, seconds, rounds) -> list[dict]:
                 del result["acked"]
                 results[name].append(result)
                 rps = requests_per_second(result)
-                print(f"  round {round_ + 1}: {scenario:28} {name:16} {rps:8.0f} req/s", flush=True)
+                print(f"  round {round_ + 1}: {scenario:32} {name:16} {rps:8.0f} req/s", flush=True)
         for name, runs in results.items():
             median = sorted(runs, key=requests_per_second)[len(runs) // 2]
             lost = sum(r["lost"] for r in runs) if unique else None
@@ -264,12 +322,14 @@ def print_table(rows, args) -> None:
             f"{row['p99_us'] / max(base['p99_us'], 1):.2f}× |"
         )
     print()
-    options = f"--seconds {args.seconds} --workers {args.workers} --rounds {args.rounds}"
+    options = f"--seconds {args.seconds} --writes {args.writes} --workers {args.workers}"
+    options += f" --rounds {args.rounds}"
     options += f" --synchronous-commit {args.synchronous_commit}"
     options += "".join(f" --scenario {name}" for name in args.scenario or ())
     print(f"Rerun: .venv/bin/python -m bench.run {options}")
     print(
-        f"(median of {args.rounds} rounds of {args.seconds} s per cell; lost updates summed over the rounds)"
+        f"(median of {args.rounds} rounds per cell, each {args.seconds} s or {WRITERS} × {args.writes} "
+        "PATCHes; lost updates summed over the rounds)"
     )
     print(
         f"({os.cpu_count()} cores, gunicorn {args.workers} sync workers, wrk 16 connections, local Postgres)"
