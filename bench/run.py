@@ -228,6 +228,17 @@ def _interrupt_when_done(process: subprocess.Popen, done_file: Path, threads: in
         time.sleep(0.01)
 
 
+def settle() -> None:
+    """Leave the database as the previous target's load left it no more: vacuum the runs (its
+    dead row versions) and checkpoint (its dirty pages; each target then also starts on fresh
+    full-page writes). Otherwise whichever target comes next pays for the last one's writes."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM taskruns_taskrun")
+        cursor.execute("CHECKPOINT")
+
+
 class Scenario(NamedTuple):
     option: str  # its --scenario name
     name: str  # as the table shows it ({writes} and {seconds}: the options' values)
@@ -278,6 +289,7 @@ def run_scenarios(data, scenarios, args) -> list[dict]:
                     # Every target's run starts each round empty. (In a timed scenario a
                     # faster target still ends its round on a bigger state: see README.)
                     TaskRun.objects.filter(pk=data["hot"][name]).update(state={})
+                settle()
                 result = wrk(
                     paths(name, route),
                     method,
