@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from taskruns import updates
@@ -71,6 +73,13 @@ def tasks_url(project_id: int) -> str:
 def error_codes(response) -> dict:
     """{attr: code} of an error body rendered by drf-standardized-errors (the demo's handler)."""
     return {error["attr"]: error["code"] for error in response.json()["errors"]}
+
+
+def statements_of(call) -> tuple[object, list[str]]:
+    """The result of ``call()`` and the SQL of every statement Django sent while making it."""
+    with CaptureQueriesContext(connection) as captured:
+        response = call()
+    return response, [query["sql"] for query in captured.captured_queries]
 
 
 def stored(run: TaskRun) -> dict:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import BasePermission, IsAuthenticated
 
@@ -20,15 +18,9 @@ from taskruns.keys import issue_key, revoke
 from taskruns.models import ApiKey, Project, TaskRun, TaskRunEvent
 from taskruns.views import TaskRunViewSet
 
-from .conftest import bearer, run_url, runs_url, stored
+from .conftest import bearer, run_url, runs_url, statements_of, stored
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-
-def statements(call) -> tuple[object, list[str]]:
-    with CaptureQueriesContext(connection) as captured:
-        response = call()
-    return response, [query["sql"] for query in captured.captured_queries]
 
 
 @pytest.fixture
@@ -40,7 +32,7 @@ def used_key(user, run) -> str:
 
 
 def test_a_patch_is_one_statement_that_checks_the_key(used_key, run):
-    response, queries = statements(lambda: bearer(used_key).patch(run_url(run), {"state": {"a": 1}}))
+    response, queries = statements_of(lambda: bearer(used_key).patch(run_url(run), {"state": {"a": 1}}))
     assert response.status_code == 200 and response.json()["state"] == {"a": 1}
     assert len(queries) == 1, queries
     assert queries[0].startswith("UPDATE") and "k.key_hash" in queries[0]
@@ -48,7 +40,7 @@ def test_a_patch_is_one_statement_that_checks_the_key(used_key, run):
 
 
 def test_a_get_is_one_statement_that_checks_the_key(used_key, run):
-    response, queries = statements(lambda: bearer(used_key).get(run_url(run)))
+    response, queries = statements_of(lambda: bearer(used_key).get(run_url(run)))
     assert response.status_code == 200 and response.json()["id"] == str(run.pk)
     assert len(queries) == 1 and "k.key_hash" in queries[0], queries
 
@@ -142,7 +134,7 @@ def test_a_key_of_a_user_who_left_the_project_reaches_nothing(user, raw_key, run
 
 def test_a_status_move_records_who_made_it(user, raw_key, run):
     api_key = ApiKey.objects.get(user=user)
-    response, queries = statements(lambda: bearer(raw_key).patch(run_url(run), {"status": "in_progress"}))
+    response, queries = statements_of(lambda: bearer(raw_key).patch(run_url(run), {"status": "in_progress"}))
     assert response.status_code == 200
     event = TaskRunEvent.objects.get(run=run, kind="status_changed")
     assert (event.actor_user_id, event.actor_api_key_id, event.via) == (user.pk, api_key.pk, "api")
@@ -152,8 +144,8 @@ def test_a_status_move_records_who_made_it(user, raw_key, run):
 
 def test_the_first_use_of_a_key_is_recorded_once(user, run):
     api_key, raw = issue_key(user, "fresh")
-    first, first_queries = statements(lambda: bearer(raw).get(run_url(run)))
-    second, second_queries = statements(lambda: bearer(raw).get(run_url(run)))
+    first, first_queries = statements_of(lambda: bearer(raw).get(run_url(run)))
+    second, second_queries = statements_of(lambda: bearer(raw).get(run_url(run)))
     assert first.status_code == second.status_code == 200
     assert len(first_queries) == 2 and first_queries[1].startswith('UPDATE "taskruns_apikey"'), first_queries
     assert len(second_queries) == 1, second_queries  # remembered: no write for minutes
@@ -182,7 +174,7 @@ class Nobody(BasePermission):
 def test_a_host_permission_is_still_checked(raw_key, run, monkeypatch):
     monkeypatch.setattr(TaskRunViewSet, "permission_classes", [IsAuthenticated, Nobody])
     before = stored(run)
-    response, queries = statements(lambda: bearer(raw_key).patch(run_url(run), {"state": {"x": 1}}))
+    response, queries = statements_of(lambda: bearer(raw_key).patch(run_url(run), {"state": {"x": 1}}))
     assert response.status_code == 403
     assert stored(run) == before
     assert not any(q.startswith("UPDATE taskruns_taskrun") for q in queries)
@@ -192,7 +184,7 @@ def test_another_authenticator_first_authenticates_as_usual(raw_key, run, monkey
     monkeypatch.setattr(
         TaskRunViewSet, "authentication_classes", [SessionAuthentication, ApiKeyAuthentication]
     )
-    response, queries = statements(lambda: bearer(raw_key).patch(run_url(run), {"state": {"x": 1}}))
+    response, queries = statements_of(lambda: bearer(raw_key).patch(run_url(run), {"state": {"x": 1}}))
     assert response.status_code == 200
     assert queries[0].startswith("SELECT k."), queries  # the usual lookup
     assert "k.key_hash" not in queries[-1]
@@ -200,7 +192,7 @@ def test_another_authenticator_first_authenticates_as_usual(raw_key, run, monkey
 
 
 def test_other_actions_and_the_list_authenticate_as_usual(raw_key, run):
-    response, queries = statements(lambda: bearer(raw_key).get(runs_url(run.task)))
+    response, queries = statements_of(lambda: bearer(raw_key).get(runs_url(run.task)))
     assert response.status_code == 200
     assert queries[0].startswith("SELECT k."), queries
     response = bearer(wrong_hash(raw_key)).post(run_url(run, "append_log"), {"entries": [{"a": 1}]})
@@ -209,7 +201,7 @@ def test_other_actions_and_the_list_authenticate_as_usual(raw_key, run):
 
 def test_a_host_can_turn_it_off(raw_key, run, settings):
     settings.TASKRUNS = {"CHECK_KEYS_IN_STATEMENTS": False}
-    response, queries = statements(lambda: bearer(raw_key).patch(run_url(run), {"state": {"x": 1}}))
+    response, queries = statements_of(lambda: bearer(raw_key).patch(run_url(run), {"state": {"x": 1}}))
     assert response.status_code == 200
     assert queries[0].startswith("SELECT k.") and "k.key_hash" not in queries[-1], queries
     assert TaskRun.objects.get(pk=run.pk).state == {"x": 1}
