@@ -83,5 +83,5 @@ function done(summary, latency, requests)
     'RESULT {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, "ok": %d, "bad_status": %d, ' ..
     '"socket_errors": %d}\n',
     summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), total_ok, total_bad,
-    e.connect + e.read + e.write + e.timeout, (first and last) and (last - first) or 0))
+    e.connect + e.read + e.write + e.timeout))
 end

@@ -98,7 +98,7 @@ def main() -> int:
     )
     try:
         wait_until_up(data)
-        chosen = [scenario for scenario in SCENARIOS if not args.scenario or scenario[0] in args.scenario]
+        chosen = [scenario for scenario in SCENARIOS if not args.scenario or scenario.option in args.scenario]
         rows = run_scenarios(data, chosen, args)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
@@ -247,8 +247,10 @@ def settle() -> None:
     full-page writes). Otherwise whichever target comes next pays for the last one's writes."""
     from django.db import connection
 
+    from taskruns.models import TaskRun
+
     with connection.cursor() as cursor:
-        cursor.execute("VACUUM taskruns_taskrun")
+        cursor.execute(f"VACUUM {TaskRun._meta.db_table}")
         cursor.execute("CHECKPOINT")
 
 
@@ -312,7 +314,7 @@ def run_scenarios(data, scenarios, args) -> list[dict]:
                     WRITERS,
                     unique,
                     round_,
-                    writes,
+                    writes=writes,
                 )
                 if unique:
                     # A lost update: a PATCH answered 2xx whose key is not in the stored state.
