@@ -11,20 +11,20 @@ narrows the set.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 from django.db import connection
 from django.db.models import Exists, Q, QuerySet
 
-from . import rows
 from .conf import app_settings
-from .keys import authenticating_key_sql
 from .models import ApiKey, Project, Task, TaskRun
 
 KEY_PROJECTS = ApiKey.projects.through._meta.db_table
 MEMBERS = Project.members.through._meta.db_table
+# The members table's user column is named after the host's user model (user_id, customer_id…).
+MEMBER_COLUMN = Project._meta.get_field("members").m2m_reverse_name()
 # Made by migration 0005 on PostgreSQL: the default policy's reach, planned once per connection.
 REACH_FUNCTION = "taskruns_may_reach"
 
@@ -40,7 +40,7 @@ class ProjectMembershipPolicy:
     def visible_projects_sql(self, user) -> tuple[str, list[Any]]:
         if not getattr(user, "is_authenticated", False):
             return f"SELECT project_id FROM {MEMBERS} WHERE 1 = 0", []
-        return f"SELECT project_id FROM {MEMBERS} WHERE user_id = %s", [user.pk]
+        return f"SELECT project_id FROM {MEMBERS} WHERE {MEMBER_COLUMN} = %s", [user.pk]
 
 
 def visible_projects(request) -> QuerySet[Project]:
@@ -64,9 +64,6 @@ class RunScope:
     request: Any
     project_id: int
     task_id: UUID
-    # A Bearer key the request presented that nobody has looked up (see key_check): the
-    # statement then checks the key itself, in the same condition as the rest of the scope.
-    key_check: KeyCheck | None = None
 
     def runs(self) -> QuerySet[TaskRun]:
         return TaskRun.objects.filter(
@@ -81,16 +78,11 @@ class RunScope:
 
         Every check but the run's own columns is on the request's constants (the task, the
         project, the user, the key). Under the default policy on PostgreSQL they are one call of
-        the function made by migration 0005, whose queries are planned once per connection (with
-        a ``key_check``, called on the key's row if the key authenticates); otherwise they are
-        one-time subqueries, planned with each statement."""
+        the function made by migration 0005, whose queries are planned once per connection;
+        otherwise they are one-time subqueries, planned with each statement."""
         task_id = Task._meta.pk.get_db_prep_value(self.task_id, connection)
         sql = f"{run_alias}.task_id = %s AND {run_alias}.project_id = %s AND "
         params = [task_id, self.project_id]
-        key = self.key_check
-        if key is not None:  # made only where the function applies (key_check)
-            reach = f"EXISTS (SELECT 1 FROM {key.sql} AND {REACH_FUNCTION}(%s, %s, k.user_id, k.id))"
-            return sql + reach, [*params, *key.params, task_id, self.project_id]
         policy = app_settings.import_from("ACCESS_POLICY")()
         if _reach_function_applies(policy):
             user = self.request.user
@@ -126,32 +118,6 @@ class RunScope:
             )
             params += [self.request.auth.pk, self.request.auth.pk, self.project_id]
         return sql, params
-
-
-@dataclass(frozen=True)
-class KeyCheck:
-    """A presented Bearer key that a statement checks itself: ``sql`` and ``params`` select the
-    key's row ``k`` and its user's ``u`` where the key authenticates
-    (taskruns.keys.authenticating_key_sql)."""
-
-    raw_key: str = field(repr=False)  # a secret: kept out of reprs, tracebacks' included
-    sql: str
-    params: tuple
-
-
-def key_check(raw_key: str) -> KeyCheck | None:
-    """The check of the presented key ``raw_key`` that RunScope.sql can put in a statement, so
-    that a request needs no lookup of its key before its statement; None where it cannot: the
-    host turned it off (``CHECK_KEYS_IN_STATEMENTS``), another policy than the default or
-    another database than PostgreSQL, a key or user model that taskruns.keys cannot write as
-    SQL, or a driver that would put the key's hash in the statement's text."""
-    policy = app_settings.import_from("ACCESS_POLICY")()
-    if not (
-        app_settings.CHECK_KEYS_IN_STATEMENTS and _reach_function_applies(policy) and rows.binds_on_server()
-    ):
-        return None
-    found = authenticating_key_sql(raw_key)
-    return None if found is None else KeyCheck(raw_key, found[0], tuple(found[1]))
 
 
 def _reach_function_applies(policy) -> bool:

@@ -41,12 +41,21 @@ DEFAULTS: dict[str, Any] = {
     # Largest a run's state may grow, as JSON text in bytes, after a merge; larger is a 413
     # `state_too_large` and nothing is written.
     "MAX_STATE_BYTES": 1024 * 1024,
-    # On PostgreSQL, let a run's GET and PATCH check the caller's Bearer key in their own
-    # statement instead of looking it up first (see taskruns.statement_auth).
-    # Such a request is authenticated in DRF only if something asks for request.user, so
-    # Django's request.user stays anonymous for middleware running after the view: turn this
-    # off if the host's middleware or logging needs the key's user there.
-    "CHECK_KEYS_IN_STATEMENTS": True,
+    # Authentication of the app's own routes, in order (DRF classes, as dotted paths). The
+    # host's REST_FRAMEWORK never applies to them, and the app's key never authenticates a host
+    # route. The first class gives the 401's WWW-Authenticate header. ApiKeyAuthentication
+    # steps aside for a Bearer value without the app's key prefix, so a host's own Bearer
+    # scheme (JWT, OAuth…) can follow it in this list.
+    "AUTHENTICATION_CLASSES": [
+        "taskruns.authentication.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    # Permission classes of the app's routes (on top of the access policy, which scopes rows).
+    "PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Dotted path to the DRF exception handler of the app's routes. The default renders every
+    # error as {"type", "errors": [{"code", "detail", "attr"}]} whatever the host's own
+    # REST_FRAMEWORK["EXCEPTION_HANDLER"] is (taskruns.exceptions.exception_handler).
+    "EXCEPTION_HANDLER": "taskruns.exceptions.exception_handler",
 }
 
 
@@ -62,6 +71,10 @@ class TaskRunsSettings:
         """Import the object named by a dotted-path setting, or None when it is unset."""
         path = getattr(self, name)
         return _import(path) if path else None
+
+    def import_each(self, name: str) -> list[Any]:
+        """Import every object named by a setting that is a list of dotted paths."""
+        return [_import(path) for path in getattr(self, name)]
 
 
 def user_settings() -> dict[str, Any]:

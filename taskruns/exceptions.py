@@ -1,8 +1,10 @@
-"""The errors the app raises: DRF exceptions with stable codes.
+"""The errors the app raises, DRF exceptions with stable codes, and how its routes render them.
 
-The host's EXCEPTION_HANDLER decides how they are rendered. Conflicts additionally carry
-``extra``: facts a client needs to recover (the run's current status, the allowed targets),
-which the app's views add to whatever body the host's handler produced.
+The app's routes render errors with ``TASKRUNS["EXCEPTION_HANDLER"]``, never with the host's
+``REST_FRAMEWORK["EXCEPTION_HANDLER"]``: by default as ``{"type", "errors": [{"code",
+"detail", "attr"}]}`` (design §10), so a client can always tell why. Conflicts additionally
+carry ``extra``: facts a client needs to recover (the run's current status, the allowed
+targets), which the app's views add to whatever body the handler produced.
 """
 
 from __future__ import annotations
@@ -10,8 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.utils.translation import gettext_lazy as _
+from drf_standardized_errors.formatter import ExceptionFormatter
+from drf_standardized_errors.handler import ExceptionHandler
 from rest_framework import status
 from rest_framework.exceptions import APIException
+from rest_framework.response import Response
 
 
 class TaskRunsError(APIException):
@@ -84,3 +89,19 @@ class DatabaseUnavailable(TaskRunsError):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = _("The database is unavailable; retry later.")
     default_code = "database_unavailable"
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """The default ``TASKRUNS["EXCEPTION_HANDLER"]``: drf-standardized-errors' rendering
+    (one entry per error, a field inside a list named like ``state_remove_keys.1``).
+
+    Its handler and formatter classes are used directly, not the ones the package's own
+    settings name, so a host that customises drf-standardized-errors for its own routes does not
+    change the shape of the app's errors. A non-API exception under DEBUG is left to Django's
+    debug page, as DRF's own handler does."""
+    return _StandardErrors(exc, context).run()
+
+
+class _StandardErrors(ExceptionHandler):
+    def format_exception(self, exc: APIException) -> dict:
+        return ExceptionFormatter(exc, self.context, self.exc).run()

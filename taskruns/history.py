@@ -18,30 +18,10 @@ class Actor:
 
     @classmethod
     def from_request(cls, request, via: str = "api") -> Actor:
-        return RequestActor(request, via)
-
-
-class RequestActor(Actor):
-    """The caller of a request, found out only when a change is recorded: a PATCH that records
-    nothing then never makes the request look its key up (see taskruns.statement_auth).
-    Reading ``user`` or ``api_key`` authenticates the request if nothing has yet, and so may
-    raise DRF's AuthenticationFailed."""
-
-    def __init__(self, request, via: str = "api") -> None:
-        object.__setattr__(self, "request", request)
-        object.__setattr__(self, "via", via)
-
-    def __repr__(self) -> str:  # the dataclass's would read (and so authenticate) the caller
-        return f"RequestActor(via={self.via!r})"
-
-    @property
-    def user(self):
-        user = self.request.user
-        return user if getattr(user, "is_authenticated", False) else None
-
-    @property
-    def api_key(self) -> ApiKey | None:
-        return self.request.auth if isinstance(self.request.auth, ApiKey) else None
+        """The request's authenticated caller (DRF has authenticated it before the view)."""
+        user = request.user if getattr(request.user, "is_authenticated", False) else None
+        api_key = request.auth if isinstance(request.auth, ApiKey) else None
+        return cls(user=user, api_key=api_key, via=via)
 
 
 SYSTEM = Actor()

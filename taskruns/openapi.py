@@ -1,24 +1,45 @@
 """How the app describes itself to drf-spectacular.
 
 Operation ids follow PostHog's generated clients (``tasks_runs_partial_update``), whatever path
-the host mounts the app under, and every operation is tagged ``tasks``.
+the host mounts the app under, and every operation is tagged ``tasks``. Component names stay
+the app's own (``PatchedTaskRunUpdate`` above all) whatever the host's component settings.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.settings import spectacular_settings
 
-#: Enum component names that reproduce PostHog's schema. A host merges these into
-#: SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]; each value is a dotted path to choices.
-ENUM_NAME_OVERRIDES = {
-    "TaskRunUpdateStatusEnum": "taskruns.models.TaskRunStatus",
-    "TaskRunUpdateEnvironmentEnum": "taskruns.openapi.UPDATE_ENVIRONMENT_CHOICES",
-    "TaskRunEnvironmentEnum": "taskruns.models.TaskRunEnvironment",
-    "TaskRunCreateStatusEnum": "taskruns.openapi.CREATE_STATUS_CHOICES",
-}
 UPDATE_ENVIRONMENT_CHOICES = [("local", "local")]
 CREATE_STATUS_CHOICES = [("not_started", "not_started"), ("queued", "queued")]
+
+#: drf-spectacular settings that change how components are named and shaped, held at these
+#: values while the app's operations are described: a host's ``COMPONENT_SPLIT_REQUEST`` would
+#: otherwise rename ``PatchedTaskRunUpdate`` to ``PatchedTaskRunUpdateRequest``.
+COMPONENT_SETTINGS = {
+    "COMPONENT_SPLIT_REQUEST": False,
+    "COMPONENT_SPLIT_PATCH": True,
+    "COMPONENT_NO_READ_ONLY_REQUIRED": False,
+    "ENFORCE_NON_BLANK_FIELDS": False,
+}
+
+
+@contextmanager
+def app_component_settings() -> Iterator[None]:
+    """COMPONENT_SETTINGS in force, the previous values (the host's, or a schema view's own
+    patches) restored after."""
+    previous = {name: getattr(spectacular_settings, name) for name in COMPONENT_SETTINGS}
+    for name, value in COMPONENT_SETTINGS.items():
+        setattr(spectacular_settings, name, value)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            setattr(spectacular_settings, name, value)
 
 
 class TaskRunsAutoSchema(AutoSchema):
@@ -40,7 +61,8 @@ class TaskRunsAutoSchema(AutoSchema):
         return ["tasks"]
 
     def get_operation(self, path, path_regex, path_prefix, method, registry):
-        operation = super().get_operation(path, path_regex, path_prefix, method, registry)
+        with app_component_settings():
+            operation = super().get_operation(path, path_regex, path_prefix, method, registry)
         if operation is not None:
             for status in self._error_statuses():
                 operation["responses"].setdefault(str(status), _error_response(status))

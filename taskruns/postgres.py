@@ -155,11 +155,13 @@ def _history_insert(moves, changes, now, actor: Actor) -> tuple[str, list[Any]]:
     keys_removed = _jsonb(list(changes.get("state_remove_keys") or []))
     user_id = getattr(actor.user, "pk", None)
     api_key_id = actor.api_key.pk if actor.api_key else None
+    # The type of the host's user model's key (integer, bigint, uuid…), for the NULL it may be.
+    user_key = TaskRunEvent._meta.get_field("actor_user").rel_db_type(connection)
     selects, params = [], []
     for kind, column in moves:
         selects.append(
-            f"SELECT id, %s, old_{column}, {column}, %s::jsonb, %s::jsonb, %s::bigint, %s::bigint, %s, %s "
-            f"FROM updated WHERE {column} <> old_{column}"
+            f"SELECT id, %s, old_{column}, {column}, %s::jsonb, %s::jsonb, %s::{user_key}, %s::bigint, "
+            f"%s, %s FROM updated WHERE {column} <> old_{column}"
         )
         params += [kind, keys_set, keys_removed, user_id, api_key_id, actor.via, now]
     columns = "run_id, kind, from_value, to_value, state_keys_set, state_keys_removed, "

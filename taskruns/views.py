@@ -17,12 +17,12 @@ from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import LimitOffsetPagination
-from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.response import Response
 
 from . import updates
 from .access import RunScope, visible_projects
+from .conf import app_settings
 from .etags import etag_for, if_match_versions, if_none_match_hits
 from .exceptions import DatabaseUnavailable, PreconditionFailed, TaskRunsError
 from .history import Actor
@@ -40,7 +40,6 @@ from .serializers import (
     TaskRunUpdateSerializer,
     TaskSerializer,
 )
-from .statement_auth import KeyCheckedByStatement
 from .storedjson import adopt_stored, select_as_stored
 
 logger = logging.getLogger(__name__)
@@ -58,15 +57,32 @@ class TaskRunsPagination(LimitOffsetPagination):
 
 
 class ProjectScopedViewSet(viewsets.GenericViewSet):
-    """Base of the app's viewsets: scoping to the URL's project, pagination, error extras."""
+    """Base of the app's viewsets: scoping to the URL's project, pagination, error extras.
 
-    permission_classes = [IsAuthenticated]
+    Everything DRF would take from the host's ``REST_FRAMEWORK`` defaults is the app's own here:
+    authentication, permissions and the exception handler come from ``TASKRUNS`` (read on each
+    request), and parsing, rendering, pagination, filtering, throttling and versioning are
+    fixed, so adopting the app changes nothing on the host's routes and the host's defaults
+    change nothing on the app's."""
+
     parser_classes = [TaskRunsJSONParser]
     renderer_classes = [TaskRunsJSONRenderer, BrowsableAPIRenderer]
     content_negotiation_class = RememberedContentNegotiation
     lookup_value_regex = "[^/]+"  # anything up to the next slash reaches the view and 404s as JSON
     pagination_class = TaskRunsPagination
+    filter_backends = ()
+    throttle_classes = ()
+    versioning_class = None
     schema = TaskRunsAutoSchema()
+
+    def get_authenticators(self):
+        return [authenticator() for authenticator in app_settings.import_each("AUTHENTICATION_CLASSES")]
+
+    def get_permissions(self):
+        return [permission() for permission in app_settings.import_each("PERMISSION_CLASSES")]
+
+    def get_exception_handler(self):
+        return app_settings.import_from("EXCEPTION_HANDLER")
 
     @property
     def project_id(self) -> int:
@@ -159,7 +175,6 @@ class TaskViewSet(
     ),
 )
 class TaskRunViewSet(
-    KeyCheckedByStatement,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     ProjectScopedViewSet,
@@ -176,9 +191,6 @@ class TaskRunViewSet(
         "events": TaskRunEventSerializer,
     }
 
-    # The actions whose one statement checks the caller's Bearer key itself (KeyCheckedByStatement).
-    key_checking_actions = frozenset({"retrieve", "partial_update"})
-
     def get_serializer_class(self):
         return self.action_serializers.get(self.action, TaskRunSerializer)
 
@@ -192,7 +204,7 @@ class TaskRunViewSet(
     def run_scope(self) -> RunScope:
         """The runs this request may read and write: the URL's live task, in a visible project."""
         task_id = parse_uuid(self.kwargs["task_id"])
-        return RunScope(self.request, self.project_id, task_id, key_check=self.key_check)
+        return RunScope(self.request, self.project_id, task_id)
 
     def get_object(self):
         # The run is read with the scope as SQL (as the PATCH statement uses it): the most
@@ -219,7 +231,6 @@ class TaskRunViewSet(
 
     def retrieve(self, request, *args, **kwargs):
         run = self.get_object()
-        self.key_checked()
         if if_none_match_hits(request.headers.get("If-None-Match"), run):
             return Response(status=304, headers={"ETag": etag_for(run)})
         return self.run_response(run)
@@ -229,7 +240,6 @@ class TaskRunViewSet(
         changes = self.validated(TaskRunUpdateSerializer)
         # No read first: scope, precondition and rules are all checked by the write itself.
         run = updates.update_run(self.run_id, changes, self.actor, **self.write_conditions())
-        self.key_checked()
         return self.run_response(run)
 
     @extend_schema(request=None, responses=TaskRunSerializer)

@@ -5,15 +5,22 @@ Every test talks to the app through HTTP (DRF's APIClient) and reads the stored 
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from rest_framework.test import APIClient
 
 from taskruns import updates
 from taskruns.keys import issue_key
 from taskruns.models import Project, Task, TaskRun
+
+FOREIGN_HOST = "tests.foreign_host.settings"
+# The foreign host's own tests need its apps installed: collected only when it is the settings.
+collect_ignore = [] if os.environ.get("DJANGO_SETTINGS_MODULE") == FOREIGN_HOST else ["foreign_host"]
 
 
 @pytest.fixture
@@ -57,17 +64,22 @@ def bearer(raw_key: str) -> APIClient:
     return client
 
 
+def mount() -> str:
+    """Where the settings' URLconf mounts the app: "/api/" in the demo, "/v1/" in the foreign host."""
+    return reverse("taskruns:task-list", kwargs={"project_id": "0"}).removesuffix("projects/0/tasks/")
+
+
 def run_url(run: TaskRun, action: str = "") -> str:
-    base = f"/api/projects/{run.project_id}/tasks/{run.task_id}/runs/{run.pk}/"
+    base = f"{mount()}projects/{run.project_id}/tasks/{run.task_id}/runs/{run.pk}/"
     return f"{base}{action}/" if action else base
 
 
 def runs_url(task: Task) -> str:
-    return f"/api/projects/{task.project_id}/tasks/{task.pk}/runs/"
+    return f"{mount()}projects/{task.project_id}/tasks/{task.pk}/runs/"
 
 
 def tasks_url(project_id: int) -> str:
-    return f"/api/projects/{project_id}/tasks/"
+    return f"{mount()}projects/{project_id}/tasks/"
 
 
 def error_codes(response) -> dict:

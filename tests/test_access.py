@@ -12,7 +12,7 @@ from taskruns.access import ProjectMembershipPolicy
 from taskruns.keys import hash_key, issue_key, revoke
 from taskruns.models import ApiKey, Project, Task, TaskRun
 
-from .conftest import bearer, run_url, runs_url, stored, tasks_url
+from .conftest import bearer, mount, run_url, runs_url, stored, tasks_url
 
 
 @pytest.mark.parametrize(
@@ -79,13 +79,13 @@ def other_project(db):
 
 
 def routes(project_id, task_id, run_id):
-    runs = f"/api/projects/{project_id}/tasks/{task_id}/runs/"
+    runs = f"{mount()}projects/{project_id}/tasks/{task_id}/runs/"
     return [
-        ("get", f"/api/projects/{project_id}/tasks/", None),
-        ("post", f"/api/projects/{project_id}/tasks/", {"title": "x"}),
-        ("get", f"/api/projects/{project_id}/tasks/{task_id}/", None),
-        ("patch", f"/api/projects/{project_id}/tasks/{task_id}/", {"title": "x"}),
-        ("delete", f"/api/projects/{project_id}/tasks/{task_id}/", None),
+        ("get", f"{mount()}projects/{project_id}/tasks/", None),
+        ("post", f"{mount()}projects/{project_id}/tasks/", {"title": "x"}),
+        ("get", f"{mount()}projects/{project_id}/tasks/{task_id}/", None),
+        ("patch", f"{mount()}projects/{project_id}/tasks/{task_id}/", {"title": "x"}),
+        ("delete", f"{mount()}projects/{project_id}/tasks/{task_id}/", None),
         ("get", runs, None),
         ("post", runs, {}),
         ("get", f"{runs}{run_id}/", None),
@@ -126,16 +126,16 @@ def test_a_key_limited_to_the_project_works(run, user):
 @pytest.mark.parametrize(
     "url",
     [
-        "/api/projects/1/tasks/not-a-uuid/",
-        "/api/projects/1/tasks/not-a-uuid/runs/",
-        "/api/projects/99999999999999999999999/tasks/",
-        "/api/projects/{project}/tasks/{task}/runs/not-a-uuid/",
-        "/api/projects/{project}/tasks/{task}/runs/{random}/",
-        "/api/projects/{project}/tasks/{random}/runs/{run}/",
+        "{api}projects/1/tasks/not-a-uuid/",
+        "{api}projects/1/tasks/not-a-uuid/runs/",
+        "{api}projects/99999999999999999999999/tasks/",
+        "{api}projects/{project}/tasks/{task}/runs/not-a-uuid/",
+        "{api}projects/{project}/tasks/{task}/runs/{random}/",
+        "{api}projects/{project}/tasks/{random}/runs/{run}/",
     ],
 )
 def test_malformed_or_unknown_ids_are_404(api, run, url):
-    url = url.format(project=run.project_id, task=run.task_id, run=run.pk, random=uuid.uuid4())
+    url = url.format(api=mount(), project=run.project_id, task=run.task_id, run=run.pk, random=uuid.uuid4())
     assert api.get(url).status_code == 404
     assert api.patch(url, {"stage": "x"}, format="json").status_code in (404, 405)
 
@@ -217,18 +217,27 @@ def test_run_scope_sql_selects_the_same_runs_as_its_queryset(run, user, caller, 
 @pytest.mark.parametrize(
     "path",
     [
-        "/api/projects/%C2%84/tasks/",  # found by the schema fuzzer: was Django's HTML 404
-        "/api/projects/abc/tasks/",
-        "/api/projects/%D9%A3/tasks/",  # an Arabic-Indic digit, which int() would accept
-        "/api/projects/-1/tasks/",
-        "/api/projects/{project}/tasks/a.b/",
-        "/api/projects/{project}/tasks/{task}/runs/a.b/",
-        "/api/projects/{project}/tasks/{task}/runs/a.b/logs",
-        "/api/projects/{project}/nothing-here/",
+        "{api}projects/%C2%84/tasks/",  # found by the schema fuzzer: was Django's HTML 404
+        "{api}projects/abc/tasks/",
+        "{api}projects/%D9%A3/tasks/",  # an Arabic-Indic digit, which int() would accept
+        "{api}projects/-1/tasks/",
+        "{api}projects/{project}/tasks/a.b/",
+        "{api}projects/{project}/tasks/{task}/runs/a.b/",
+        "{api}projects/{project}/tasks/{task}/runs/a.b/logs",
     ],
 )
 def test_malformed_ids_and_unknown_api_urls_are_json_404s(api, run, path):
-    response = api.get(path.format(project=run.project_id, task=run.task_id))
+    response = api.get(path.format(api=mount(), project=run.project_id, task=run.task_id))
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["errors"][0]["code"] == "not_found"
+
+
+@pytest.mark.urls("config.urls")
+def test_unknown_urls_under_the_demos_api_are_json_404s(api, run):
+    """The demo project's own 404 handler (config/urls.py): a URL no route matches is JSON too.
+    A host's unmatched URLs are the host's business, so this is the demo's URLconf."""
+    response = api.get(f"/api/projects/{run.project_id}/nothing-here/")
     assert response.status_code == 404
     assert response["Content-Type"] == "application/json"
     assert response.json()["errors"][0]["code"] == "not_found"

@@ -15,6 +15,8 @@ from taskruns import updates
 from taskruns.keys import issue_key, revoke
 from taskruns.models import ApiKey, Project, Task, TaskRun, TaskRunEvent, TaskRunLogEntry
 
+from .conftest import mount
+
 ROUTES = [
     # (method, path template, body, member's status)
     ("get", "tasks/", None, 200),
@@ -85,7 +87,9 @@ def test_matrix(world, caller, method, path, body, member_status):
     client = APIClient()
     if world["keys"][caller]:
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {world['keys'][caller]}")
-    url = f"/api/projects/{world['project'].pk}/" + path.format(task=world["task"].pk, run=world["run"].pk)
+    url = f"{mount()}projects/{world['project'].pk}/" + path.format(
+        task=world["task"].pk, run=world["run"].pk
+    )
     before = state_of_everything()
     response = getattr(client, method)(url, body, format="json")
 

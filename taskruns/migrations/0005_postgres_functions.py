@@ -28,15 +28,18 @@ def create_functions(apps, schema_editor):
     project = apps.get_model("taskruns", "Project")
     api_key = apps.get_model("taskruns", "ApiKey")
     tasks = quote(apps.get_model("taskruns", "Task")._meta.db_table)
-    members = quote(project._meta.get_field("members").remote_field.through._meta.db_table)
+    members_field = project._meta.get_field("members")
+    members = quote(members_field.remote_field.through._meta.db_table)
+    # The members table's user column is named after the host's user model (customer_id, …).
+    member = quote(members_field.m2m_reverse_name())
     key_projects = quote(api_key._meta.get_field("projects").remote_field.through._meta.db_table)
     # The user id takes the type of the host's user model's key (%TYPE, read when created).
     schema_editor.execute(
         f"CREATE OR REPLACE FUNCTION {FUNCTION}("
-        f"p_task uuid, p_project bigint, p_user {members}.user_id%TYPE, p_api_key bigint) "
+        f"p_task uuid, p_project bigint, p_user {members}.{member}%TYPE, p_api_key bigint) "
         "RETURNS boolean LANGUAGE plpgsql STABLE AS $$ BEGIN RETURN "
         f"EXISTS (SELECT 1 FROM {tasks} WHERE id = p_task AND deleted_at IS NULL) "
-        f"AND EXISTS (SELECT 1 FROM {members} WHERE project_id = p_project AND user_id = p_user) "
+        f"AND EXISTS (SELECT 1 FROM {members} WHERE project_id = p_project AND {member} = p_user) "
         "AND (p_api_key IS NULL "
         f"OR NOT EXISTS (SELECT 1 FROM {key_projects} WHERE apikey_id = p_api_key) "
         f"OR EXISTS (SELECT 1 FROM {key_projects} WHERE apikey_id = p_api_key AND project_id = p_project)); "
