@@ -2,10 +2,23 @@
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
+# The second supported combination: Python 3.12 with Django 6.1 (pyenv's 3.12, else PATH's).
+PYTHON_NEXT ?= $(firstword $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.12*/bin/python3.12) python3.12)
+VENV_NEXT := .venv-django61
+PY_NEXT := $(VENV_NEXT)/bin/python
 # The PostgreSQL run of the suite; pytest-django creates and drops test_<name> itself.
 PG_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 
-.PHONY: setup run test test-sqlite test-postgres lint schema chromium
+# The HTTP contract tests, which also run against the foreign host (tests/foreign_host/: an
+# adopting project with its own user model, DRF defaults and URL prefix) with its own tests.
+CONTRACT_TESTS := tests/foreign_host tests/test_patch.py tests/test_transitions.py tests/test_resume.py \
+	tests/test_run_actions.py tests/test_preconditions.py tests/test_access.py tests/test_tasks.py \
+	tests/test_bad_input.py tests/test_signals.py tests/test_isolation_matrix.py \
+	tests/test_authentication.py tests/test_serializers.py tests/test_keys_command.py \
+	tests/test_concurrency.py
+NOT_SERVICES := not postgres and not browser and not agent_client and not faults
+
+.PHONY: setup setup-next run test test-sqlite test-postgres test-foreign test-django61 lint schema chromium
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,20 +28,41 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
+$(VENV_NEXT)/.installed: pyproject.toml
+	$(PYTHON_NEXT) -m venv $(VENV_NEXT)
+	$(PY_NEXT) -m pip install --quiet --upgrade pip
+	$(PY_NEXT) -m pip install --quiet -e '.[dev]' 'Django>=6.1,<6.2'
+	touch $@
+
+setup-next: $(VENV_NEXT)/.installed
+
 run: setup
 	$(PY) manage.py migrate
 	$(PY) manage.py taskruns_demo
 	$(PY) manage.py runserver 127.0.0.1:8000
 
 # The whole suite: SQLite (everything but the PostgreSQL, browser and agent-client tests), then
-# PostgreSQL (everything, those included). A test is never skipped for a missing service.
-test: setup chromium test-sqlite test-postgres
+# PostgreSQL (everything, those included), then the contract tests against the foreign host on
+# both, then Python 3.12 + Django 6.1 (SQLite everything, PostgreSQL all but the browser,
+# agent-client and fault tests, the foreign host on both). A test is never skipped for a
+# missing service.
+test: setup chromium test-sqlite test-postgres test-foreign test-django61
 
 test-sqlite: setup
-	$(PY) -m pytest -m "not postgres and not browser and not agent_client and not faults"
+	$(PY) -m pytest -m "$(NOT_SERVICES)"
 
 test-postgres: setup
 	DATABASE_URL=$(PG_DATABASE_URL) $(PY) -m pytest
+
+test-foreign: setup
+	$(PY) -m pytest --ds=tests.foreign_host.settings -m "$(NOT_SERVICES)" $(CONTRACT_TESTS)
+	DATABASE_URL=$(PG_DATABASE_URL) $(PY) -m pytest --ds=tests.foreign_host.settings $(CONTRACT_TESTS)
+
+test-django61: setup-next
+	$(PY_NEXT) -m pytest -m "$(NOT_SERVICES)"
+	DATABASE_URL=$(PG_DATABASE_URL) $(PY_NEXT) -m pytest -m "not browser and not agent_client and not faults"
+	$(PY_NEXT) -m pytest --ds=tests.foreign_host.settings -m "$(NOT_SERVICES)" $(CONTRACT_TESTS)
+	DATABASE_URL=$(PG_DATABASE_URL) $(PY_NEXT) -m pytest --ds=tests.foreign_host.settings $(CONTRACT_TESTS)
 
 lint: setup
 	$(VENV)/bin/ruff check taskruns config tests bench manage.py

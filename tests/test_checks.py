@@ -7,7 +7,7 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
-from taskruns.checks import check_settings
+from taskruns.checks import check_schema_settings, check_settings
 
 
 @pytest.mark.parametrize(
@@ -20,6 +20,10 @@ from taskruns.checks import check_settings
         ({"ACCESS_POLICY": "taskruns.access.Missing"}, "taskruns.E004"),
         ({"CLOUD_STARTER": "taskruns.conf.DEFAULTS"}, "taskruns.E004"),
         ({"SPELLING_MISTAKE": 1}, "taskruns.W001"),
+        ({"EXCEPTION_HANDLER": "no.such.handler"}, "taskruns.E004"),
+        ({"AUTHENTICATION_CLASSES": "taskruns.authentication.ApiKeyAuthentication"}, "taskruns.E005"),
+        ({"AUTHENTICATION_CLASSES": ["no.such.Class"]}, "taskruns.E005"),
+        ({"PERMISSION_CLASSES": ["taskruns.conf.DEFAULTS"]}, "taskruns.E005"),
     ],
 )
 def test_bad_settings_are_reported(config, check_id):
@@ -31,6 +35,16 @@ def test_the_demo_settings_pass():
     assert check_settings() == []
 
 
+@pytest.mark.django_db  # Django 6.1's check command also asks the database
 def test_an_error_stops_manage_py():
     with override_settings(TASKRUNS={"CLOUD_STARTER": "no.such.thing"}), pytest.raises(SystemCheckError):
         call_command("check")
+
+
+def test_missing_enum_names_in_the_schema_settings_are_a_warning(settings):
+    settings.SPECTACULAR_SETTINGS = {**settings.SPECTACULAR_SETTINGS, "ENUM_NAME_OVERRIDES": {}}
+    assert [message.id for message in check_schema_settings()] == ["taskruns.W002"]
+
+
+def test_the_demo_schema_settings_pass():
+    assert check_schema_settings() == []

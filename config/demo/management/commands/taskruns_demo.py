@@ -8,6 +8,7 @@ import json
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.urls import reverse
 
 from taskruns import updates
 from taskruns.keys import issue_key, revoke
@@ -58,8 +59,12 @@ class Command(BaseCommand):
             "task_id": str(task.pk),
             "run_id": str(run.pk),
             "api_key": raw_key,
-            "run_url": f"{base_url}/api/projects/{project.pk}/tasks/{task.pk}/runs/{run.pk}/",
+            "run_url": base_url
+            + reverse(
+                "taskruns:run-detail", kwargs={"project_id": project.pk, "task_id": task.pk, "pk": run.pk}
+            ),
         }
+        admin_url = base_url + reverse("admin:index")
         if as_json:
             self.stdout.write(json.dumps(facts))
             return
@@ -67,7 +72,7 @@ class Command(BaseCommand):
             "\n".join(
                 [
                     "taskruns demo data",
-                    f"  admin / browsable API login: {username} / {facts['password']}  ({base_url}/admin/)",
+                    f"  admin / browsable API login: {username} / {facts['password']}  ({admin_url})",
                     f"  project id: {project.pk}",
                     f"  task id:    {task.pk}",
                     f"  run id:     {run.pk}",
@@ -78,7 +83,7 @@ class Command(BaseCommand):
                     f"  curl -s -X PATCH -H 'Authorization: Bearer {raw_key}' \\",
                     "       -H 'Content-Type: application/json' \\",
                     f'       -d \'{{"status": "in_progress", "state": {{"step": 1}}}}\' {facts["run_url"]}',
-                    f"  Swagger UI: {base_url}/api/docs/   Redoc: {base_url}/api/redoc/",
+                    f"  Swagger UI: {base_url}{reverse('swagger-ui')}   Redoc: {base_url}{reverse('redoc')}",
                 ]
             )
         )
