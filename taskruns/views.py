@@ -16,6 +16,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
+from rest_framework.metadata import SimpleMetadata
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.response import Response
@@ -61,8 +62,8 @@ class ProjectScopedViewSet(viewsets.GenericViewSet):
 
     Everything DRF would take from the host's ``REST_FRAMEWORK`` defaults is the app's own here:
     authentication, permissions and the exception handler come from ``TASKRUNS`` (read on each
-    request), and parsing, rendering, pagination, filtering, throttling and versioning are
-    fixed, so adopting the app changes nothing on the host's routes and the host's defaults
+    request), and parsing, rendering, pagination, filtering, throttling, versioning and
+    OPTIONS metadata are fixed, so adopting the app changes nothing on the host's routes and the host's defaults
     change nothing on the app's."""
 
     parser_classes = [TaskRunsJSONParser]
@@ -73,6 +74,7 @@ class ProjectScopedViewSet(viewsets.GenericViewSet):
     filter_backends = ()
     throttle_classes = ()
     versioning_class = None
+    metadata_class = SimpleMetadata
     schema = TaskRunsAutoSchema()
 
     def get_authenticators(self):
@@ -109,8 +111,8 @@ class ProjectScopedViewSet(viewsets.GenericViewSet):
             logger.warning("database unavailable: %s: %s", exc.__class__.__name__, exc)
             exc = DatabaseUnavailable()
         response = super().handle_exception(exc)
-        # Whatever shape the host's exception handler gives errors, a conflict also tells the
-        # client the run's current status (and allowed targets) so it can recover.
+        # Whatever shape the configured exception handler gives errors, a conflict also tells
+        # the client the run's current status (and allowed targets) so it can recover.
         if isinstance(exc, TaskRunsError) and isinstance(response.data, dict):
             response.data.update(exc.extra)
         return response

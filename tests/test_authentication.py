@@ -204,12 +204,3 @@ def test_a_host_may_name_another_error_handler_for_the_apps_routes(settings, raw
     response = bearer(raw_key).patch(run_url(run), {"status": "nonsense"})
     assert response.status_code == 400
     assert response.json()["status"][0].startswith('"nonsense" is not a valid choice')
-
-
-def test_the_hosts_default_permissions_do_not_apply_to_the_apps_routes(settings, raw_key, run):
-    settings.REST_FRAMEWORK = {
-        **settings.REST_FRAMEWORK,
-        "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
-        "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.TokenAuthentication"],
-    }
-    assert bearer(raw_key).get(run_url(run)).status_code == 200

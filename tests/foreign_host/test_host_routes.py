@@ -177,3 +177,8 @@ def test_the_apps_routes_are_mounted_where_the_host_put_them(run, raw_key):
     response = bearer(raw_key).get(f"/v1/projects/{run.project_id}/tasks/{run.task_id}/runs/{run.pk}/")
     assert response.status_code == 200
     assert json.loads(response.content)["id"] == str(run.pk)
+
+
+def test_the_hosts_filters_do_not_reach_the_apps_lists(run, raw_key):
+    response = bearer(raw_key).get(f"/v1/projects/{run.project_id}/tasks/", {"search": "nothing-matches"})
+    assert response.status_code == 200 and response.json()["count"] == 1
