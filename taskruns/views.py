@@ -63,8 +63,8 @@ class ProjectScopedViewSet(viewsets.GenericViewSet):
     Everything DRF would take from the host's ``REST_FRAMEWORK`` defaults is the app's own here:
     authentication, permissions and the exception handler come from ``TASKRUNS`` (read on each
     request), and parsing, rendering, pagination, filtering, throttling, versioning and
-    OPTIONS metadata are fixed, so adopting the app changes nothing on the host's routes and the host's defaults
-    change nothing on the app's."""
+    OPTIONS metadata are fixed, so adopting the app changes nothing on the host's routes and
+    the host's defaults change nothing on the app's."""
 
     parser_classes = [TaskRunsJSONParser]
     renderer_classes = [TaskRunsJSONRenderer, BrowsableAPIRenderer]

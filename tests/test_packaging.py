@@ -48,7 +48,8 @@ def test_the_wheel_holds_only_the_app(dist):
 
 def test_the_sdist_has_no_tests_bench_or_demo(dist):
     (sdist,) = dist.glob("*.tar.gz")
-    names = tarfile.open(sdist).getnames()
+    with tarfile.open(sdist) as archive:
+        names = archive.getnames()
     for left_out in ("tests", "bench", "config", "manage.py"):
         assert not any(name.split("/")[1:2] == [left_out] for name in names), left_out
     assert "taskruns-0.1.0/LICENSE" in names
