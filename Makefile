@@ -14,7 +14,7 @@ PG_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 CONTRACT_TESTS := tests/foreign_host tests/test_patch.py tests/test_transitions.py tests/test_resume.py \
 	tests/test_run_actions.py tests/test_preconditions.py tests/test_access.py tests/test_tasks.py \
 	tests/test_bad_input.py tests/test_signals.py tests/test_isolation_matrix.py \
-	tests/test_authentication.py tests/test_serializers.py tests/test_keys_command.py \
+	tests/test_authentication.py tests/test_serializers.py tests/test_keys_command.py tests/test_admin.py \
 	tests/test_concurrency.py
 NOT_SERVICES := not postgres and not browser and not agent_client and not faults
 

@@ -6,6 +6,7 @@ import json
 import uuid
 
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
@@ -187,11 +188,14 @@ class TaskRunAdmin(admin.ModelAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["name", "user", "prefix", "created_at", "last_used_at", "revoked_at"]
-    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
-    search_fields = ["name", "prefix", "user__username"]
+    list_display = ["name", "user", "prefix", "created_at", "last_used_at", "expires_at", "revoked_at"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter), ("expires_at", admin.EmptyFieldListFilter)]
     filter_horizontal = ["projects"]
     actions = ["revoke_keys"]
+
+    def get_search_fields(self, request):
+        # The host's user model names its login field (username, email…).
+        return ["name", "prefix", f"user__{get_user_model().USERNAME_FIELD}"]
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
@@ -200,8 +204,17 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ["user", "name", "projects"]
-        return ["user", "name", "prefix", "projects", "created_at", "last_used_at", "revoked_at"]
+            return ["user", "name", "projects", "expires_at"]
+        return [
+            "user",
+            "name",
+            "prefix",
+            "projects",
+            "created_at",
+            "last_used_at",
+            "expires_at",
+            "revoked_at",
+        ]
 
     def save_model(self, request, obj, form, change):
         if not change:

@@ -114,3 +114,20 @@ def test_revoke_action_disables_keys(admin_client, user, run):
     assert ApiKey.objects.get(pk=key.pk).revoked_at is not None
     admin_client.logout()
     assert admin_client.get(run_url(run), HTTP_AUTHORIZATION=f"Bearer {raw}").status_code == 401
+
+
+def test_the_key_list_searches_by_the_user_models_login_field(admin_client, user):
+    api_key = ApiKey.objects.create(user=user, name="agent", prefix="trk_search01", key_hash="x" * 64)
+    response = admin_client.get("/admin/taskruns/apikey/", {"q": user.get_username()})
+    assert response.status_code == 200
+    assert api_key.prefix in response.content.decode()
+
+
+def test_a_key_can_be_given_an_expiry_in_the_admin(admin_client, user):
+    response = admin_client.post(
+        "/admin/taskruns/apikey/add/",
+        {"user": user.pk, "name": "expiring", "expires_at_0": "2030-06-01", "expires_at_1": "12:00:00"},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert ApiKey.objects.get(name="expiring").expires_at.year == 2030
