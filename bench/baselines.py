@@ -32,8 +32,8 @@ from taskruns.access import visible_projects
 from taskruns.authentication import ApiKeyAuthentication
 from taskruns.keys import PREFIX_LENGTH, find_active_key, hash_key
 from taskruns.models import ApiKey, TaskRun
+from taskruns.rules import OutputChange, merged_output, merged_state
 from taskruns.serializers import TaskRunSerializer, TaskRunUpdateSerializer
-from taskruns.updates import merged_output, merged_state
 
 
 class BaselineAPIView(APIView):
@@ -61,7 +61,7 @@ class PostHogStyleRunView(BaselineAPIView):
                 if name in changes:
                     setattr(run, name, changes[name])
             if "output" in changes:
-                run.output = merged_output(run.output, changes["output"])
+                run.output = merged_output(run.output, OutputChange.of(changes["output"]))
             if "state" in changes or "state_remove_keys" in changes:
                 run.state = merged_state(
                     run.state, changes.get("state") or {}, changes.get("state_remove_keys") or []

@@ -1,4 +1,5 @@
-"""A PATCH on PostgreSQL as one ``UPDATE … RETURNING`` statement.
+"""A PATCH on PostgreSQL as one ``UPDATE … RETURNING`` statement: the PostgreSQL executor of
+the rule book's plan (taskruns.rules.Plan), which decides nothing itself.
 
 The row lock is taken and released by the database within the statement's own work: key
 removal and shallow merge are jsonb operators (``state - keys || sent``), the transition rule
@@ -14,7 +15,7 @@ as the Python path. A merged state over the size limit ends it with an error ins
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from contextlib import nullcontext
 from typing import Any
 
@@ -22,27 +23,22 @@ from django.db import DatabaseError, connection, transaction
 
 from . import rows
 from .access import RunScope
-from .conf import app_settings
 from .exceptions import StateTooLarge
 from .history import Actor
-from .models import TaskRun, TaskRunEvent, TaskRunEventKind, TaskRunStatus
-from .transitions import TERMINAL_STATUSES, transition_table
+from .models import TaskRun, TaskRunEvent
+from .rules import TERMINAL_STATUSES, OutputChange, Plan
 
 RUN = TaskRun._meta.db_table
 EVENT = TaskRunEvent._meta.db_table
-# Made by migration 0005: the merged state, or an error with this SQLSTATE when it is too large.
+# Made by migration 0005 (measure of 0008): the merged state, or an error with this SQLSTATE when
+# it is larger than the limit as the rule book measures it (taskruns.rules.state_size).
 STATE_WITHIN = "taskruns_state_within"
 STATE_TOO_LARGE = "TR413"
 
 
-def sources_allowing(target: str) -> list[str]:
-    """The statuses from which writing ``target`` is accepted (itself included: a no-op)."""
-    return [source for source, targets in transition_table().items() if source == target or target in targets]
-
-
 def patch_statement(
     run_id,
-    changes: Mapping[str, Any],
+    plan: Plan,
     *,
     scope: RunScope | None,
     if_match: Iterable[int] | None,
@@ -62,8 +58,8 @@ def patch_statement(
     conditions: list[str] = []
     condition_params: list[Any] = []
 
-    if "status" in changes:
-        target = changes["status"]
+    if plan.status is not None:
+        target = plan.status
         sets += [
             "status = %s",
             "started_at = CASE WHEN run.status <> %s AND %s AND run.started_at IS NULL "
@@ -71,46 +67,43 @@ def patch_statement(
             "completed_at = CASE WHEN run.status <> %s AND %s AND run.completed_at IS NULL "
             "THEN %s ELSE run.completed_at END",
         ]
-        params += [target, target, target == TaskRunStatus.IN_PROGRESS, now]
-        params += [target, target in TERMINAL_STATUSES, now]
+        params += [target, target, plan.starts, now]
+        params += [target, plan.completes, now]
         conditions.append("run.status = ANY(%s)")
-        condition_params.append(sources_allowing(target))
-    if "environment" in changes:
+        condition_params.append(plan.status_sources)
+    if plan.environment is not None:
         sets.append("environment = %s")
-        params.append(changes["environment"])
+        params.append(plan.environment)
         # A terminal run's environment is final; rewriting the same value is a no-op.
         conditions.append("(run.environment = %s OR NOT run.status = ANY(%s))")
-        condition_params += [changes["environment"], sorted(TERMINAL_STATUSES)]
-    for name in ("stage", "branch", "error_message"):
-        if name in changes:
-            sets.append(f"{name} = %s")
-            params.append(changes[name])
-    if "output" in changes:
-        sent = changes["output"]
-        if isinstance(sent, dict):
+        condition_params += [plan.environment, sorted(TERMINAL_STATUSES)]
+    for name, value in plan.fields.items():
+        sets.append(f"{name} = %s")
+        params.append(value)
+    if plan.output is not None:
+        if plan.output.kind == OutputChange.MERGE:
             sets.append(
                 "output = CASE WHEN jsonb_typeof(run.output) = 'object' THEN run.output || %s::jsonb "
                 "ELSE %s::jsonb END"
             )
-            params += [_jsonb(sent), _jsonb(sent)]
-        elif sent is None:
+            params += [_jsonb(plan.output.value), _jsonb(plan.output.value)]
+        elif plan.output.kind == OutputChange.CLEAR:
             sets.append("output = NULL")
         else:
             sets.append("output = %s::jsonb")
-            params.append(_jsonb(sent))
-    if changes.get("state") or changes.get("state_remove_keys"):
-        merged, merged_params = _merged_state(changes)
-        # Measured as PostgreSQL will store it; too large ends the statement (STATE_TOO_LARGE).
+            params.append(_jsonb(plan.output.value))
+    if plan.changes_state:
+        merged, merged_params = _merged_state(plan)
+        # Measured as the rule book measures it; too large ends the statement (STATE_TOO_LARGE).
         sets.append(f"state = {STATE_WITHIN}({merged}, %s)")
-        params += [*merged_params, app_settings.MAX_STATE_BYTES]
+        params += [*merged_params, plan.max_state_bytes]
     if if_match is not None:
         conditions.append("run.version = ANY(%s)")
         condition_params.append(sorted(if_match))
 
     columns = rows.columns(TaskRun, "run")
     where = "".join(f" AND {condition}" for condition in conditions)
-    moves = [(kind, column) for kind, column in HISTORY_MOVES if column in changes]
-    if not moves:
+    if not plan.moves:
         scope_sql, scope_params = scope.sql("run") if scope is not None else ("TRUE", [])
         sql = (
             f"UPDATE {RUN} AS run SET {', '.join(sets)} WHERE run.id = %s AND {scope_sql}{where} "
@@ -119,7 +112,7 @@ def patch_statement(
         return sql, [*params, run_id, *scope_params, *condition_params]
 
     scope_sql, scope_params = scope.sql("locked") if scope is not None else ("TRUE", [])
-    history_sql, history_params = _history_insert(moves, changes, now, actor)
+    history_sql, history_params = _history_insert(plan, now, actor)
     sql = (
         f"WITH old AS (SELECT id, status, environment FROM {RUN} AS locked "
         f"WHERE id = %s AND {scope_sql} FOR UPDATE), "
@@ -130,35 +123,27 @@ def patch_statement(
     return sql, [run_id, *scope_params, *params, *condition_params, *history_params]
 
 
-def _merged_state(changes: Mapping[str, Any]) -> tuple[str, list[Any]]:
-    """The run's state after the PATCH, as an expression on ``run.state``: keys removed, then
+def _merged_state(plan: Plan) -> tuple[str, list[Any]]:
+    """The run's state after the plan, as an expression on ``run.state``: keys removed, then
     the sent object merged. (No ``- keys`` without keys: even an empty removal costs time on a
     large state.)"""
-    sent = _jsonb(changes.get("state") or {})
-    remove_keys = list(changes.get("state_remove_keys") or [])
-    if remove_keys:
-        return "(run.state - %s::text[]) || %s::jsonb", [remove_keys, sent]
+    sent = _jsonb(dict(plan.state_merge))
+    if plan.state_remove:
+        return "(run.state - %s::text[]) || %s::jsonb", [list(plan.state_remove), sent]
     return "run.state || %s::jsonb", [sent]
 
 
-#: The PATCH fields whose change is a history event, in the order the events are written.
-HISTORY_MOVES = (
-    (TaskRunEventKind.STATUS_CHANGED, "status"),
-    (TaskRunEventKind.ENVIRONMENT_CHANGED, "environment"),
-)
-
-
-def _history_insert(moves, changes, now, actor: Actor) -> tuple[str, list[Any]]:
+def _history_insert(plan: Plan, now, actor: Actor) -> tuple[str, list[Any]]:
     """INSERT … SELECT of one event per moved column, from the ``updated`` row; the same
-    fields as taskruns.history.record writes on the other path."""
-    keys_set = _jsonb(sorted(changes.get("state") or {}))
-    keys_removed = _jsonb(list(changes.get("state_remove_keys") or []))
+    fields as taskruns.history.record writes on the other path (taskruns.rules.history)."""
+    keys_set = _jsonb(plan.keys_set)
+    keys_removed = _jsonb(list(plan.state_remove))
     user_id = getattr(actor.user, "pk", None)
     api_key_id = actor.api_key.pk if actor.api_key else None
     # The type of the host's user model's key (integer, bigint, uuid…), for the NULL it may be.
     user_key = TaskRunEvent._meta.get_field("actor_user").rel_db_type(connection)
     selects, params = [], []
-    for kind, column in moves:
+    for kind, column in plan.moves:
         selects.append(
             f"SELECT id, %s, old_{column}, {column}, %s::jsonb, %s::jsonb, %s::{user_key}, %s::bigint, "
             f"%s, %s FROM updated WHERE {column} <> old_{column}"
@@ -169,11 +154,11 @@ def _history_insert(moves, changes, now, actor: Actor) -> tuple[str, list[Any]]:
     return f"INSERT INTO {EVENT} ({columns}) " + " UNION ALL ".join(selects), params
 
 
-def patch_in_one_statement(run_id, changes, *, scope, if_match, now, actor: Actor) -> TaskRun | None:
+def patch_in_one_statement(run_id, plan: Plan, *, scope, if_match, now, actor: Actor) -> TaskRun | None:
     """Run the statement; the updated run (with ``old_status`` and ``old_environment``
     attributes), or None when no row qualified. Raises StateTooLarge, having
     written nothing, when the merged state is over the limit."""
-    sql, params = patch_statement(run_id, changes, scope=scope, if_match=if_match, now=now, actor=actor)
+    sql, params = patch_statement(run_id, plan, scope=scope, if_match=if_match, now=now, actor=actor)
     try:
         # Inside a transaction, a savepoint keeps the caller's transaction usable after the
         # statement fails; in autocommit (a request) the statement is its own transaction.
@@ -182,7 +167,7 @@ def patch_in_one_statement(run_id, changes, *, scope, if_match, now, actor: Acto
             row = rows.fetch_one(sql, params)
     except DatabaseError as exc:
         if getattr(exc.__cause__, "sqlstate", None) == STATE_TOO_LARGE:
-            raise StateTooLarge(limit=app_settings.MAX_STATE_BYTES) from None
+            raise StateTooLarge(limit=plan.max_state_bytes) from None
         raise
     if row is None:
         return None

@@ -26,6 +26,7 @@ from decimal import Decimal
 import pytest
 from django.test import override_settings
 
+from taskruns import rules
 from taskruns.models import Task, TaskRun, TaskRunLogEntry
 
 from .conftest import run_url, runs_url, stored, tasks_url
@@ -409,18 +410,27 @@ def test_hostile_pagination_is_answered(api, run, query):
     assert api.get(f"{tasks_url(run.project_id)}?{query}").status_code == 200
 
 
-@pytest.mark.postgres
-@override_settings(TASKRUNS={"MAX_STATE_BYTES": 1500})
-def test_the_database_measure_decides_at_the_state_size_boundary(api, run):
-    # 100 small keys: about 1,080 bytes as JSON text, about 1,900 as PostgreSQL's jsonb value.
+HUNDRED_KEYS = {f"k{i}": i for i in range(100)}
+
+
+@pytest.mark.parametrize("room", [0, -1])
+def test_the_state_size_limit_falls_at_the_same_byte_on_every_database(settings, api, run, room):
+    """The rule book's measure (the state's jsonb text, taskruns.rules.state_size) decides on
+    SQLite and in PostgreSQL's statement alike: a limit of exactly the size passes, one byte
+    less is refused."""
+    size = rules.state_size(HUNDRED_KEYS)
+    settings.TASKRUNS = {**settings.TASKRUNS, "MAX_STATE_BYTES": size + room}
     before = snapshot(run)
-    response = api.patch(run_url(run), {"state": {f"k{i}": i for i in range(100)}}, format="json")
-    assert_rejected(response, before, run, status=413, code="state_too_large")
+    response = api.patch(run_url(run), {"state": HUNDRED_KEYS}, format="json")
+    if room == 0:
+        assert response.status_code == 200 and stored(run)["state"] == HUNDRED_KEYS
+    else:
+        assert_rejected(response, before, run, status=413, code="state_too_large")
 
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-@override_settings(TASKRUNS={"MAX_STATE_BYTES": 1500})
+@override_settings(TASKRUNS={"MAX_STATE_BYTES": 1000})
 def test_a_too_large_state_in_autocommit_is_413_and_the_connection_goes_on(api, run):
     """As in production: the PATCH statement is its own transaction, and its error ends it."""
     before = snapshot(run)
@@ -432,7 +442,7 @@ def test_a_too_large_state_in_autocommit_is_413_and_the_connection_goes_on(api, 
 
 
 @pytest.mark.postgres
-@override_settings(TASKRUNS={"MAX_STATE_BYTES": 1500})
+@override_settings(TASKRUNS={"MAX_STATE_BYTES": 1000})
 def test_a_too_large_state_leaves_the_callers_transaction_usable(run):
     """Called inside the host's transaction, the failed statement rolls back to a savepoint."""
     from django.db import transaction

@@ -1,0 +1,118 @@
+"""The two executors of the rule book's plans (taskruns.rules), chosen once per database.
+
+- ``PythonExecutor``: locks the run's row (``SELECT … FOR UPDATE``; on SQLite, the database's
+  write lock), applies the plan with ``rules.apply``, saves the row and records its history, in
+  one transaction. It works on every database Django supports.
+- ``PostgresExecutor``: the same plan as one ``UPDATE … RETURNING`` statement that also writes
+  the history (taskruns.postgres), so writers to one run queue only for the statement. When no
+  row qualifies, one read and the rule book say why: 404, 412 or 409.
+
+``executor_for()`` makes the choice, in this one place: PostgreSQL's executor where the runs
+live on the default database and it is PostgreSQL, the Python one everywhere else (another
+database, or a router that sends the runs to another alias: the hand-written statements use the
+default connection; system check taskruns.W003 says so). tests/test_differential.py runs both
+on PostgreSQL and compares rows, errors and history.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from django.db import DEFAULT_DB_ALIAS, connection, router, transaction
+from django.db.models import F
+from rest_framework.exceptions import NotFound
+
+from . import postgres, rows, rules
+from .access import RunScope
+from .exceptions import InvalidTransition, PreconditionFailed
+from .history import Actor, Change, record
+from .models import TaskRun
+from .transitions import allowed_targets
+
+
+class Executor(Protocol):
+    def patch(
+        self, run_id, plan: rules.Plan, *, scope: RunScope | None, if_match, now, actor: Actor
+    ) -> tuple[TaskRun, list[Change]]:
+        """Apply ``plan`` to the latest row of run ``run_id`` within ``scope`` and record its
+        history; the written run and that history. Raises NotFound, PreconditionFailed,
+        InvalidTransition or StateTooLarge having written nothing."""
+        ...
+
+
+class PythonExecutor:
+    def patch(self, run_id, plan, *, scope, if_match, now, actor):
+        with transaction.atomic():
+            run = lock_run(run_id, scope, if_match)
+            history = rules.apply(plan, run, now)
+            run.version += 1
+            run.save()
+            record(run, history, actor)
+        return run, history
+
+
+class PostgresExecutor:
+    #: Tries when no row qualified but the read finds nothing to refuse (the run changed in
+    #: between): then the statement is sent again.
+    attempts = 3
+
+    def patch(self, run_id, plan, *, scope, if_match, now, actor):
+        for _ in range(self.attempts):
+            run = postgres.patch_in_one_statement(
+                run_id, plan, scope=scope, if_match=if_match, now=now, actor=actor
+            )
+            if run is not None:
+                return run, rules.history(plan, run.old_status, run.old_environment, run)
+            # No row qualified: say why, by the rule book.
+            current = read_run(run_id, scope)
+            if current is None:
+                raise NotFound()
+            check_version(current, if_match)
+            refused = rules.refusal(plan, current.status, current.environment)
+            if refused is not None:
+                raise refused
+        target = plan.status or current.status
+        raise InvalidTransition(current.status, target, allowed_targets(current.status))
+
+
+def executor_for() -> Executor:
+    """The executor for the database the runs are written to."""
+    if router.db_for_write(TaskRun) == DEFAULT_DB_ALIAS and connection.vendor == "postgresql":
+        return PostgresExecutor()
+    return PythonExecutor()
+
+
+def read_run(run_id, scope: RunScope | None) -> TaskRun | None:
+    """The run ``run_id`` if it is in ``scope`` (None: any run); one hand-written query."""
+    scope_sql, scope_params = scope.sql("run") if scope is not None else ("TRUE", [])
+    sql = (
+        f"SELECT {rows.columns(TaskRun, 'run')} FROM {TaskRun._meta.db_table} run "
+        f"WHERE run.id = %s AND {scope_sql}"
+    )
+    row = rows.fetch_one(sql, [TaskRun._meta.pk.get_db_prep_value(run_id, connection), *scope_params])
+    return None if row is None else rows.instance(TaskRun, row)
+
+
+def lock_run(run_id, scope=None, if_match=None) -> TaskRun:
+    """Read the latest row of a run in ``scope``, locked against other writers until the
+    transaction ends. Raises NotFound out of scope, PreconditionFailed on an ``If-Match`` miss."""
+    runs = TaskRun.objects.select_related("task")
+    if scope is not None:
+        runs = runs.filter(pk__in=scope.runs().values("pk"))
+    if connection.features.has_select_for_update:
+        of = ("self",) if connection.features.has_select_for_update_of else ()
+        runs = runs.select_for_update(of=of)
+    else:
+        # SQLite has no row locks. Writing first takes its database-wide write lock, so no
+        # other writer can read-modify-write between our read and our save.
+        TaskRun.objects.filter(pk=run_id).update(version=F("version"))
+    run = runs.filter(pk=run_id).first()
+    if run is None:
+        raise NotFound()
+    check_version(run, if_match)
+    return run
+
+
+def check_version(run: TaskRun, if_match) -> None:
+    if if_match is not None and run.version not in if_match:
+        raise PreconditionFailed(run)

@@ -1,0 +1,239 @@
+"""The rule book of a run: what a PATCH does to it and which PATCHes are refused, stated once.
+
+Read this module first. A validated PATCH becomes a ``Plan`` (``plan_for``): the target status
+and the statuses it may come from (the transition table, taskruns.transitions), the environment
+move, the plain fields, how ``output`` and ``state`` change, the size limit. Two executors carry a
+plan out (taskruns.executors): the Python one applies it to a locked row with ``apply``; the
+PostgreSQL one turns the same plan into one ``UPDATE`` (taskruns.postgres), reading every choice
+from the plan, never deciding one itself. tests/test_differential.py holds the two to the same
+rows, the same errors and the same history on random sequences of PATCHes.
+
+Everything a rule needs on the SQL side comes from here too: ``Plan.status_sources`` (the
+transition rule as the set of statuses a target may be written from), ``TERMINAL_STATUSES`` (a
+terminal run's environment is final), ``Plan.starts``/``Plan.completes`` (the timestamps), and
+the state-size measure, which both executors take as the byte length of the state as
+PostgreSQL's ``jsonb`` prints it (``state_size``; SQL: ``octet_length(state::text)``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from .conf import app_settings
+from .exceptions import InvalidTransition, StateTooLarge
+from .history import Change
+from .models import TaskRun, TaskRunEventKind, TaskRunStatus
+from .transitions import TERMINAL_STATUSES, allowed_targets, is_allowed, transition_table
+
+#: The plain fields a PATCH sets as sent.
+PLAIN_FIELDS = ("stage", "branch", "error_message")
+#: The moves that are history events, in the order their events are written.
+MOVES = (
+    (TaskRunEventKind.STATUS_CHANGED, "status"),
+    (TaskRunEventKind.ENVIRONMENT_CHANGED, "environment"),
+)
+
+
+@dataclass(frozen=True)
+class OutputChange:
+    """How a PATCH changes ``output``: an object is merged into a stored object (a stored
+    non-object counts as {}), null clears it, any other JSON value replaces it."""
+
+    MERGE = "merge"
+    CLEAR = "clear"
+    REPLACE = "replace"
+
+    kind: str
+    value: Any = None
+
+    @classmethod
+    def of(cls, sent: Any) -> OutputChange:
+        if isinstance(sent, dict):
+            return cls(cls.MERGE, sent)
+        if sent is None:
+            return cls(cls.CLEAR)
+        return cls(cls.REPLACE, sent)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one validated PATCH does, decided before the row is seen."""
+
+    status: str | None = None
+    environment: str | None = None
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    output: OutputChange | None = None
+    # Removed first, then merged: a key both removed and sent ends with the sent value.
+    state_remove: tuple[str, ...] = ()
+    state_merge: Mapping[str, Any] = field(default_factory=dict)
+    max_state_bytes: int = 0
+
+    @property
+    def status_sources(self) -> list[str]:
+        """The statuses from which writing ``status`` is accepted (itself included: a no-op)."""
+        assert self.status is not None
+        target = self.status
+        return sorted(
+            source for source, targets in transition_table().items() if target in (source, *targets)
+        )
+
+    @property
+    def starts(self) -> bool:
+        """Entering the target status sets ``started_at`` the first time."""
+        return self.status == TaskRunStatus.IN_PROGRESS
+
+    @property
+    def completes(self) -> bool:
+        """Entering the target status sets ``completed_at`` once."""
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def changes_state(self) -> bool:
+        return bool(self.state_remove or self.state_merge)
+
+    @property
+    def moves(self) -> tuple[tuple[str, str], ...]:
+        """The history-event moves this plan may make: (event kind, column)."""
+        named = {"status": self.status is not None, "environment": self.environment is not None}
+        return tuple((kind, column) for kind, column in MOVES if named[column])
+
+    @property
+    def keys_set(self) -> list[str]:
+        return sorted(self.state_merge)
+
+
+def plan_for(changes: Mapping[str, Any]) -> Plan:
+    """The plan of a validated PATCH (any subset of TaskRunUpdateSerializer's fields)."""
+    return Plan(
+        status=changes.get("status"),
+        environment=changes.get("environment"),
+        fields={name: changes[name] for name in PLAIN_FIELDS if name in changes},
+        output=OutputChange.of(changes["output"]) if "output" in changes else None,
+        state_remove=tuple(changes.get("state_remove_keys") or ()),
+        state_merge=dict(changes.get("state") or {}),
+        max_state_bytes=app_settings.MAX_STATE_BYTES,
+    )
+
+
+def refusal(plan: Plan, status: str, environment: str) -> InvalidTransition | None:
+    """Why ``plan`` may not be applied to a run in ``status`` and ``environment``, or None.
+
+    Terminal statuses are final for ``status`` and ``environment``; data fields stay writable."""
+    if plan.status is not None and not is_allowed(status, plan.status):
+        return InvalidTransition(status, plan.status, allowed_targets(status))
+    if plan.environment is not None and plan.environment != environment and status in TERMINAL_STATUSES:
+        return InvalidTransition(status, plan.environment, [], field="environment")
+    return None
+
+
+def apply(plan: Plan, run: TaskRun, now) -> list[Change]:
+    """Apply ``plan`` to the in-memory ``run`` (the Python executor); the history it makes.
+
+    Raises InvalidTransition or StateTooLarge before touching anything."""
+    refused = refusal(plan, run.status, run.environment)
+    if refused is not None:
+        raise refused
+    state = run.state
+    if plan.changes_state:
+        state = merged_state(run.state, plan.state_merge, plan.state_remove)
+        if state_size(state) > plan.max_state_bytes:
+            raise StateTooLarge(limit=plan.max_state_bytes)
+    old_status, old_environment = run.status, run.environment
+    if plan.status is not None:
+        move_status(run, plan.status, now)
+    if plan.environment is not None:
+        run.environment = plan.environment
+    for name, value in plan.fields.items():
+        setattr(run, name, value)
+    if plan.output is not None:
+        run.output = merged_output(run.output, plan.output)
+    run.state = state
+    return history(plan, old_status, old_environment, run)
+
+
+def history(plan: Plan, old_status: str, old_environment: str, run: TaskRun) -> list[Change]:
+    """The events a PATCH makes: a status and/or an environment change, each naming the state
+    keys the same PATCH set and removed."""
+    old = {"status": old_status, "environment": old_environment}
+    return [
+        Change(
+            kind,
+            old=old[column],
+            new=getattr(run, column),
+            keys_set=plan.keys_set,
+            keys_removed=list(plan.state_remove),
+        )
+        for kind, column in plan.moves
+        if getattr(run, column) != old[column]
+    ]
+
+
+def move_status(run: TaskRun, target: str, now) -> list[Change]:
+    """Set the status and its timestamps; the caller has checked the move is allowed."""
+    if target == run.status:
+        return []
+    change = Change(TaskRunEventKind.STATUS_CHANGED, old=run.status, new=target)
+    run.status = target
+    if target == TaskRunStatus.IN_PROGRESS and run.started_at is None:
+        run.started_at = now
+    if target in TERMINAL_STATUSES and run.completed_at is None:
+        run.completed_at = now
+    return [change]
+
+
+def move_environment(run: TaskRun, target: str) -> list[Change]:
+    if target == run.environment:
+        return []
+    change = Change(TaskRunEventKind.ENVIRONMENT_CHANGED, old=run.environment, new=target)
+    run.environment = target
+    return [change]
+
+
+def merged_output(stored: Any, change: OutputChange) -> Any:
+    if change.kind == OutputChange.MERGE:
+        return {**(stored if isinstance(stored, dict) else {}), **change.value}
+    return change.value  # None for CLEAR
+
+
+def merged_state(stored: Any, sent: Mapping[str, Any], remove_keys) -> dict[str, Any]:
+    """Remove ``remove_keys``, then shallow-merge ``sent``."""
+    state = dict(stored) if isinstance(stored, dict) else {}
+    for key in remove_keys:
+        state.pop(key, None)
+    state.update(sent)
+    return state
+
+
+def state_size(value: Any) -> int:
+    """The size MAX_STATE_BYTES limits: the UTF-8 bytes of ``value`` as PostgreSQL prints it as
+    ``jsonb`` (``octet_length(state::text)``), computed here without a database.
+
+    jsonb prints ``", "`` and ``": "`` between items, as ``json.dumps`` does by default, and
+    strings with the same escapes as ``json.dumps(ensure_ascii=False)``; only numbers differ: a
+    number is stored as ``numeric`` and printed without an exponent (``1e+16`` is
+    ``10000000000000000``, ``1e-07`` is ``0.0000001``), and ``-0.0`` as ``0.0``. (Key order
+    differs too, which does not change the length.)"""
+    if isinstance(value, dict):
+        items = sum(_string_size(key) + 2 + state_size(item) for key, item in value.items())
+        return 2 + items + 2 * max(len(value) - 1, 0)
+    if isinstance(value, list):
+        return 2 + sum(state_size(item) for item in value) + 2 * max(len(value) - 1, 0)
+    if isinstance(value, str):
+        return _string_size(value)
+    if isinstance(value, float):
+        return len(_numeric_text(value))
+    return len(json.dumps(value))  # true, false, null, integers
+
+
+def _string_size(text: str) -> int:
+    return len(json.dumps(text, ensure_ascii=False).encode())
+
+
+def _numeric_text(number: float) -> str:
+    # json.dumps writes a float as repr() does; PostgreSQL reads that text as numeric.
+    text = format(Decimal(repr(number)), "f")
+    return text.removeprefix("-") if number == 0 else text
