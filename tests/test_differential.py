@@ -1,0 +1,156 @@
+"""The two executors of the rule book agree: random sequences of PATCHes applied through the
+Python executor and through PostgreSQL's one statement give the same rows, the same errors and
+the same history (taskruns.executors, taskruns.rules).
+
+Each example starts two identical runs (a random status and environment), then sends both the
+same PATCHes — every field, removals of absent keys, a key both removed and sent, terminal moves,
+current and stale If-Match versions, states at and past a small size limit, non-ASCII text,
+floats and large integers — one through each executor with the same clock. After every PATCH the
+outcome (the error's class, code and extras, or success) and the stored row (JSON as PostgreSQL
+prints it) must be equal, and at the end so must the history.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from taskruns import rules
+from taskruns.exceptions import TaskRunsError
+from taskruns.executors import PostgresExecutor, PythonExecutor
+from taskruns.history import SYSTEM
+from taskruns.models import TaskRun, TaskRunEnvironment, TaskRunEvent, TaskRunStatus
+
+pytestmark = pytest.mark.postgres
+
+#: Examples per CI run of each property (Hypothesis draws new ones every run).
+EXAMPLES = 300
+#: A small state limit, so that sequences reach it and cross it.
+STATE_LIMIT = 400
+
+KEYS = st.sampled_from(["a", "b", "c", "ключ", "", "a.b", "x y", "🔑"])
+TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12)
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | TEXT
+)
+JSON = st.recursive(
+    SCALARS,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(TEXT, children, max_size=3),
+    max_leaves=8,
+)
+OPTIONAL_TEXT = st.none() | TEXT.filter(bool)
+# Most PATCHes move the status, between in_progress and queued more often than not, so that
+# sequences leave and re-enter statuses (started_at is set only the first time) and end runs.
+S = TaskRunStatus
+STATUS = st.sampled_from([None, S.IN_PROGRESS, S.QUEUED, S.IN_PROGRESS, S.QUEUED, *S.values])
+FIELDS = st.fixed_dictionaries(
+    {},
+    optional={
+        "environment": st.just(TaskRunEnvironment.LOCAL),
+        "stage": OPTIONAL_TEXT,
+        "branch": OPTIONAL_TEXT,
+        "error_message": st.none() | TEXT,
+        "output": JSON,
+        "state": st.dictionaries(KEYS, JSON, max_size=4),
+        "state_remove_keys": st.lists(KEYS, min_size=1, max_size=3),
+    },
+)
+PATCH = st.builds(
+    lambda status, fields: fields if status is None else {"status": status, **fields}, STATUS, FIELDS
+)
+# None: no If-Match; 0: the current version; 1: a stale one.
+STEP = st.tuples(PATCH, st.sampled_from([None, None, 0, 1]))
+
+
+def row_of(run_id) -> tuple:
+    """Every column a PATCH writes, JSON as PostgreSQL prints it (updated_at aside: Django's
+    auto_now sets it on save)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT status, environment, stage, branch, error_message, output::text, state::text, "
+            f"version, started_at, completed_at FROM {TaskRun._meta.db_table} WHERE id = %s",
+            [run_id],
+        )
+        return cursor.fetchone()
+
+
+def history_of(run_id) -> list[tuple]:
+    return list(
+        TaskRunEvent.objects.filter(run_id=run_id)
+        .order_by("id")
+        .values_list("kind", "from_value", "to_value", "state_keys_set", "state_keys_removed", "via")
+    )
+
+
+def outcome(executor, run_id, plan, if_match, now) -> tuple:
+    try:
+        executor.patch(run_id, plan, scope=None, if_match=if_match, now=now, actor=SYSTEM)
+    except TaskRunsError as error:
+        extra = {key: value for key, value in error.extra.items() if key != "run"}
+        return (type(error).__name__, error.status_code, str(error.detail), sorted(extra.items()))
+    return ("ok",)
+
+
+@pytest.fixture
+def twin_runs(task):
+    def make(status: str, environment: str) -> tuple[TaskRun, TaskRun]:
+        return tuple(
+            TaskRun.objects.create(
+                task=task, project_id=task.project_id, status=status, environment=environment
+            )
+            for _ in range(2)
+        )
+
+    return make
+
+
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    start=st.tuples(st.sampled_from(TaskRunStatus.values), st.sampled_from(TaskRunEnvironment.values)),
+    steps=st.lists(STEP, min_size=1, max_size=8),
+)
+def test_both_executors_give_the_same_rows_errors_and_history(settings_limit, twin_runs, start, steps):
+    by_python, by_postgres = twin_runs(*start)
+    now = timezone.now()
+    for number, (changes, precondition) in enumerate(steps):
+        plan = rules.plan_for(changes)
+        version = TaskRun.objects.get(pk=by_python.pk).version
+        if_match = None if precondition is None else {version + precondition}
+        moment = now + timedelta(seconds=number)
+        python = outcome(PythonExecutor(), by_python.pk, plan, if_match, moment)
+        postgres = outcome(PostgresExecutor(), by_postgres.pk, plan, if_match, moment)
+        assert python == postgres, (number, changes)
+        assert row_of(by_python.pk) == row_of(by_postgres.pk), (number, changes)
+    assert history_of(by_python.pk) == history_of(by_postgres.pk)
+
+
+@pytest.fixture
+def settings_limit(settings):
+    settings.TASKRUNS = {**settings.TASKRUNS, "MAX_STATE_BYTES": STATE_LIMIT}
+
+
+@settings(
+    max_examples=EXAMPLES * 2, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(value=st.dictionaries(TEXT, JSON, max_size=5))
+def test_the_state_size_is_postgresqls_jsonb_text_length(db, value):
+    """rules.state_size (the Python executor's measure) against octet_length(state::text)
+    (the statement's), on any state a client can send."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT octet_length(%s::jsonb::text)", [json.dumps(value, ensure_ascii=False)])
+        (in_postgres,) = cursor.fetchone()
+    assert rules.state_size(value) == in_postgres
