@@ -5,16 +5,19 @@ from __future__ import annotations
 from django.apps import apps
 from django.conf import settings as django_settings
 from django.core import checks
+from django.db import DEFAULT_DB_ALIAS, router
 from django.utils.module_loading import import_string
 
-from .conf import DEFAULTS, user_settings
-from .models import TaskRunStatus
+from . import rows
+from .conf import DEFAULTS, app_settings, user_settings
+from .models import TaskRun, TaskRunStatus
 from .spectacular_settings import ENUM_NAME_OVERRIDES
 from .transitions import TERMINAL_STATUSES
 
 
 @checks.register()
 def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """Every ``TASKRUNS`` key has a check here (CHECKED_KEYS; a test holds it to conf.DEFAULTS)."""
     config = user_settings()
     if not isinstance(config, dict):
         return [checks.Error("TASKRUNS must be a dict.", id="taskruns.E001")]
@@ -28,14 +31,14 @@ def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
             )
         )
     errors += _check_transitions(config.get("TRANSITIONS"))
-    for name in ("PROTECTED_STATE_KEYS", "RESUME_CLEAR_STATE_KEYS"):
+    for name in STRING_LISTS:
         value = config.get(name, [])
         if not isinstance(value, list | tuple | set | frozenset) or not all(
             isinstance(k, str) for k in value
         ):
             errors.append(checks.Error(f"TASKRUNS[{name!r}] must be a list of strings.", id="taskruns.E003"))
     errors += _check_class_lists(config)
-    for name in ("CLOUD_STARTER", "ACCESS_POLICY", "EXCEPTION_HANDLER"):
+    for name in CALLABLES:
         path = config.get(name, DEFAULTS[name])
         if path is None and name == "CLOUD_STARTER":
             continue
@@ -46,13 +49,85 @@ def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
             continue
         if not callable(target):
             errors.append(checks.Error(f"TASKRUNS[{name!r}] must name a callable.", id="taskruns.E004"))
+    for name in LIMITS:
+        value = config.get(name, DEFAULTS[name])
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            errors.append(
+                checks.Error(
+                    f"TASKRUNS[{name!r}] must be a positive whole number, got {value!r}.", id="taskruns.E006"
+                )
+            )
     return errors
+
+
+STRING_LISTS = ("PROTECTED_STATE_KEYS", "RESUME_CLEAR_STATE_KEYS")
+CALLABLES = ("CLOUD_STARTER", "ACCESS_POLICY", "EXCEPTION_HANDLER")
+CLASS_LISTS = ("AUTHENTICATION_CLASSES", "PERMISSION_CLASSES")
+LIMITS = (
+    "LOG_MAX_ENTRIES_PER_CALL",
+    "LOG_MAX_ENTRY_BYTES",
+    "LOG_MAX_ENTRIES_PER_RUN",
+    "MAX_REQUEST_BYTES",
+    "MAX_JSON_DEPTH",
+    "MAX_STATE_KEYS_PER_PATCH",
+    "MAX_STATE_BYTES",
+)
+#: The keys check_settings looks at, each by one of the groups above (TRANSITIONS by its own).
+CHECKED_KEYS = frozenset({*STRING_LISTS, *CALLABLES, *CLASS_LISTS, *LIMITS, "TRANSITIONS"})
+
+
+@checks.register()
+def check_fast_paths(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """Say which of the write path's fast paths are off, and why, instead of falling back
+    silently (taskruns.executors, taskruns.rows, taskruns.access)."""
+    messages: list[checks.CheckMessage] = []
+    alias = router.db_for_write(TaskRun)
+    if alias != DEFAULT_DB_ALIAS:
+        messages.append(
+            checks.Warning(
+                f"The database router sends taskruns' runs to {alias!r}: PATCHes use the Python "
+                "executor (a locked row saved in a transaction), and the hand-written reads of a run "
+                "and of a key still use the default database.",
+                hint="Route taskruns' models to the default database.",
+                id="taskruns.W003",
+            )
+        )
+    database = django_settings.DATABASES.get(DEFAULT_DB_ALIAS, {})
+    if database.get("ENGINE") != "django.db.backends.postgresql":
+        return messages
+    policy = app_settings.ACCESS_POLICY
+    if policy != DEFAULTS["ACCESS_POLICY"]:
+        messages.append(
+            checks.Info(
+                f"TASKRUNS['ACCESS_POLICY'] is {policy!r}: a run's statements check its scope with "
+                "the policy's SQL, planned with each statement, instead of the reach function of "
+                "migration 0005.",
+                id="taskruns.I002",
+            )
+        )
+    if not rows.psycopg3():
+        messages.append(
+            checks.Warning(
+                "psycopg 2 is in use: the hot statements are bound on the client and never prepared.",
+                hint="Install psycopg 3 (taskruns[postgres]).",
+                id="taskruns.W004",
+            )
+        )
+        return messages
+    threshold = database.get("OPTIONS", {}).get("prepare_threshold")
+    mode = (
+        f"on: psycopg prepares a hot statement after {threshold} runs on a connection"
+        if threshold is not None
+        else "off (Django's default; needed behind a transaction-mode pooler older than PgBouncer 1.21)"
+    )
+    messages.append(checks.Info(f"Prepared statements are {mode}.", id="taskruns.I001"))
+    return messages
 
 
 def _check_class_lists(config) -> list[checks.CheckMessage]:
     """AUTHENTICATION_CLASSES and PERMISSION_CLASSES: lists of dotted paths to classes."""
     errors: list[checks.CheckMessage] = []
-    for name in ("AUTHENTICATION_CLASSES", "PERMISSION_CLASSES"):
+    for name in CLASS_LISTS:
         paths = config.get(name, DEFAULTS[name])
         if isinstance(paths, str) or not isinstance(paths, list | tuple):
             errors.append(

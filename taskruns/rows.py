@@ -74,11 +74,12 @@ def fetch_one(sql: str, params: Sequence[Any]) -> tuple | None:
 
 def binds_on_server() -> bool:
     """Whether fetch_one sends parameters apart from the statement's text (psycopg 3)."""
-    return connection.vendor == "postgresql" and _psycopg3()
+    return connection.vendor == "postgresql" and psycopg3()
 
 
 @functools.cache
-def _psycopg3() -> bool:
+def psycopg3() -> bool:
+    """Whether Django's PostgreSQL backend runs on psycopg 3."""
     from django.db.backends.postgresql.base import is_psycopg3
 
     return is_psycopg3

@@ -7,7 +7,8 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
-from taskruns.checks import check_schema_settings, check_settings
+from taskruns.checks import CHECKED_KEYS, check_fast_paths, check_schema_settings, check_settings
+from taskruns.conf import DEFAULTS
 
 
 @pytest.mark.parametrize(
@@ -24,6 +25,9 @@ from taskruns.checks import check_schema_settings, check_settings
         ({"AUTHENTICATION_CLASSES": "taskruns.authentication.ApiKeyAuthentication"}, "taskruns.E005"),
         ({"AUTHENTICATION_CLASSES": ["no.such.Class"]}, "taskruns.E005"),
         ({"PERMISSION_CLASSES": ["taskruns.conf.DEFAULTS"]}, "taskruns.E005"),
+        ({"MAX_STATE_BYTES": 0}, "taskruns.E006"),
+        ({"LOG_MAX_ENTRIES_PER_RUN": "many"}, "taskruns.E006"),
+        ({"MAX_JSON_DEPTH": True}, "taskruns.E006"),
     ],
 )
 def test_bad_settings_are_reported(config, check_id):
@@ -48,3 +52,41 @@ def test_missing_enum_names_in_the_schema_settings_are_a_warning(settings):
 
 def test_the_demo_schema_settings_pass():
     assert check_schema_settings() == []
+
+
+def test_every_setting_has_a_check():
+    assert set(DEFAULTS) == CHECKED_KEYS
+
+
+def test_a_router_that_sends_the_runs_elsewhere_is_a_warning(settings):
+    settings.DATABASE_ROUTERS = [f"{__name__}.RunsElsewhere"]
+    assert "taskruns.W003" in {message.id for message in check_fast_paths()}
+
+
+class RunsElsewhere:
+    def db_for_write(self, model, **hints):
+        return "archive" if model._meta.app_label == "taskruns" else None
+
+
+@pytest.mark.postgres
+def test_the_prepared_statement_mode_is_named(settings):
+    messages = {message.id: message.msg for message in check_fast_paths()}
+    assert "after 5 runs" in messages["taskruns.I001"]  # the demo settings' prepare_threshold
+    settings.DATABASES = {
+        **settings.DATABASES,
+        "default": {**settings.DATABASES["default"], "OPTIONS": {"prepare_threshold": None}},
+    }
+    assert check_fast_paths()[-1].msg.startswith("Prepared statements are off")
+
+
+@pytest.mark.postgres
+def test_another_access_policy_is_named(settings):
+    settings.TASKRUNS = {**settings.TASKRUNS, "ACCESS_POLICY": "tests.test_checks.Everyone"}
+    assert "taskruns.I002" in {message.id for message in check_fast_paths()}
+
+
+class Everyone:
+    def visible_projects(self, user):
+        from taskruns.models import Project
+
+        return Project.objects.all()
