@@ -64,9 +64,11 @@ test-django61: setup-next
 	$(PY_NEXT) -m pytest --ds=tests.foreign_host.settings -m "$(NOT_SERVICES)" $(CONTRACT_TESTS)
 	DATABASE_URL=$(PG_DATABASE_URL) $(PY_NEXT) -m pytest --ds=tests.foreign_host.settings $(CONTRACT_TESTS)
 
+# ruff, and mypy strict on taskruns/ with the Django and DRF stubs (pyproject's [tool.mypy]).
 lint: setup
 	$(VENV)/bin/ruff check taskruns config tests bench manage.py
 	$(VENV)/bin/ruff format --check taskruns config tests bench manage.py
+	$(VENV)/bin/mypy
 
 # Regenerate the committed schema after an API change (tests/test_schema.py compares them).
 schema: setup

@@ -32,21 +32,21 @@ REACH_FUNCTION = "taskruns_may_reach"
 class ProjectMembershipPolicy:
     """The default policy: a user sees the projects they are a member of."""
 
-    def visible_projects(self, user) -> QuerySet[Project]:
+    def visible_projects(self, user: Any) -> QuerySet[Project]:
         if not getattr(user, "is_authenticated", False):
             return Project.objects.none()
         return Project.objects.filter(members=user)
 
-    def visible_projects_sql(self, user) -> tuple[str, list[Any]]:
+    def visible_projects_sql(self, user: Any) -> tuple[str, list[Any]]:
         if not getattr(user, "is_authenticated", False):
             return f"SELECT project_id FROM {MEMBERS} WHERE 1 = 0", []
         return f"SELECT project_id FROM {MEMBERS} WHERE {MEMBER_COLUMN} = %s", [user.pk]
 
 
-def visible_projects(request) -> QuerySet[Project]:
+def visible_projects(request: Any) -> QuerySet[Project]:
     """The projects this request may read and write, as a lazy queryset (used as a subquery)."""
     policy = app_settings.import_from("ACCESS_POLICY")()
-    projects = policy.visible_projects(request.user)
+    projects: QuerySet[Project] = policy.visible_projects(request.user)
     if isinstance(request.auth, ApiKey):
         # Evaluated inside the caller's query, not here: a key with no project list is
         # unrestricted, otherwise it reaches only its listed projects.
@@ -98,7 +98,7 @@ class RunScope:
         reach_sql, reach_params = self._inline_reach_sql(policy, task_id)
         return sql + reach_sql, params + reach_params
 
-    def _inline_reach_sql(self, policy, task_id) -> tuple[str, list[Any]]:
+    def _inline_reach_sql(self, policy: Any, task_id: Any) -> tuple[str, list[Any]]:
         if hasattr(policy, "visible_projects_sql"):
             projects_sql, projects_params = policy.visible_projects_sql(self.request.user)
         else:
@@ -120,5 +120,5 @@ class RunScope:
         return sql, params
 
 
-def _reach_function_applies(policy) -> bool:
+def _reach_function_applies(policy: Any) -> bool:
     return connection.vendor == "postgresql" and type(policy) is ProjectMembershipPolicy

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
@@ -12,13 +13,19 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from . import updates
+
+if TYPE_CHECKING:  # the stubs' generics; Django's admin classes take no subscript at run time
+    ModelAdmin = admin.ModelAdmin[Any]
+    TabularInline = admin.TabularInline[Any, Any]
+else:
+    ModelAdmin, TabularInline = admin.ModelAdmin, admin.TabularInline
 from .exceptions import TaskRunsError
 from .history import Actor
 from .keys import assign_new_key, revoke
 from .models import ApiKey, Project, Task, TaskRun, TaskRunEvent, TaskRunStatus
 
 
-def pretty_json(value) -> str:
+def pretty_json(value: Any) -> str:
     return format_html(
         '<pre style="white-space: pre-wrap; margin: 0">{}</pre>',
         json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False),
@@ -26,22 +33,22 @@ def pretty_json(value) -> str:
 
 
 @admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):
+class ProjectAdmin(ModelAdmin):
     list_display = ["name", "id", "created_at"]
     search_fields = ["name"]
     filter_horizontal = ["members"]
 
 
-class ReadOnlyInline(admin.TabularInline):
+class ReadOnlyInline(TabularInline):
     """An inline that only shows rows: runs and events are never added or deleted here."""
 
     extra = 0
     can_delete = False
 
-    def has_add_permission(self, request, obj=None) -> bool:
+    def has_add_permission(self, request: Any, obj: Any = None) -> bool:
         return False
 
-    def get_readonly_fields(self, request, obj=None):
+    def get_readonly_fields(self, request: Any, obj: Any = None) -> Any:
         return self.fields
 
 
@@ -53,7 +60,7 @@ class TaskRunInline(ReadOnlyInline):
 
 
 @admin.register(Task)
-class TaskAdmin(admin.ModelAdmin):
+class TaskAdmin(ModelAdmin):
     list_display = ["title", "project", "repository", "created_at", "deleted_at"]
     list_filter = ["project", ("deleted_at", admin.EmptyFieldListFilter)]
     search_fields = ["title", "repository"]
@@ -61,11 +68,11 @@ class TaskAdmin(admin.ModelAdmin):
     inlines = [TaskRunInline]
 
 
-def _run_action(name: str, description, apply):
+def _run_action(name: str, description: Any, apply: Any) -> Any:
     """An admin action that applies ``apply(run_id, actor)`` to each selected run through the
     rules, then reports what changed and what the rules refused."""
 
-    def action(modeladmin, request, queryset):
+    def action(modeladmin: Any, request: Any, queryset: Any) -> Any:
         changed, refused = 0, []
         actor = Actor(user=request.user, via="admin")
         for run_id in queryset.values_list("pk", flat=True):
@@ -87,11 +94,11 @@ def _run_action(name: str, description, apply):
             )
 
     action.__name__ = name
-    action.short_description = description
+    action.short_description = description  # type: ignore[attr-defined]
     return action
 
 
-def _status_action(status: str):
+def _status_action(status: str) -> Any:
     return _run_action(
         f"mark_{status}",
         _("Mark selected runs as %(status)s") % {"status": status},
@@ -118,7 +125,7 @@ class TaskRunEventInline(ReadOnlyInline):
 
 
 @admin.register(TaskRun)
-class TaskRunAdmin(admin.ModelAdmin):
+class TaskRunAdmin(ModelAdmin):
     list_display = [
         "id",
         "task",
@@ -152,7 +159,7 @@ class TaskRunAdmin(admin.ModelAdmin):
         "completed_at",
     ]
     # Status and environment move only through the actions, which apply the transition rules.
-    readonly_fields = [f for f in fields if f not in ("stage", "branch", "error_message")]
+    readonly_fields = [str(f) for f in fields if f not in ("stage", "branch", "error_message")]
     inlines = [TaskRunEventInline]
     actions = [_status_action(s) for s in TaskRunStatus.values if s != TaskRunStatus.NOT_STARTED] + [
         _run_action("resume_in_cloud", _("Resume selected runs in cloud"), updates.resume_in_cloud)
@@ -166,7 +173,7 @@ class TaskRunAdmin(admin.ModelAdmin):
     def output_json(self, run: TaskRun) -> str:
         return pretty_json(run.output)
 
-    def get_search_results(self, request, queryset, search_term):
+    def get_search_results(self, request: Any, queryset: Any, search_term: Any) -> Any:
         results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
         try:
             run_id = uuid.UUID(search_term.strip())
@@ -174,35 +181,35 @@ class TaskRunAdmin(admin.ModelAdmin):
             return results, may_have_duplicates
         return results | queryset.filter(pk=run_id), may_have_duplicates
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: Any) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None) -> bool:
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
         return False  # runs are records
 
-    def save_model(self, request, obj, form, change):
+    def save_model(self, request: Any, obj: Any, form: Any, change: Any) -> Any:
         # Through the same write path as the API, so the row is locked and its version grows.
         changes = {name: form.cleaned_data[name] for name in form.changed_data}
         updates.update_run(obj.pk, changes, Actor(user=request.user, via="admin"))
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(ModelAdmin):
     list_display = ["name", "user", "prefix", "created_at", "last_used_at", "expires_at", "revoked_at"]
     list_filter = [("revoked_at", admin.EmptyFieldListFilter), ("expires_at", admin.EmptyFieldListFilter)]
     filter_horizontal = ["projects"]
     actions = ["revoke_keys"]
 
-    def get_search_fields(self, request):
+    def get_search_fields(self, request: Any) -> Any:
         # The host's user model names its login field (username, email…).
         return ["name", "prefix", f"user__{get_user_model().USERNAME_FIELD}"]
 
-    def get_readonly_fields(self, request, obj=None):
+    def get_readonly_fields(self, request: Any, obj: Any = None) -> Any:
         if obj is None:
             return []
         return ["user", "prefix", "created_at", "last_used_at", "revoked_at"]
 
-    def get_fields(self, request, obj=None):
+    def get_fields(self, request: Any, obj: Any = None) -> Any:
         if obj is None:
             return ["user", "name", "projects", "expires_at"]
         return [
@@ -216,7 +223,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             "revoked_at",
         ]
 
-    def save_model(self, request, obj, form, change):
+    def save_model(self, request: Any, obj: Any, form: Any, change: Any) -> Any:
         if not change:
             raw_key = assign_new_key(obj)
             self.message_user(
@@ -231,7 +238,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
 
     @admin.action(description=_("Revoke selected API keys"))
-    def revoke_keys(self, request, queryset):
+    def revoke_keys(self, request: Any, queryset: Any) -> Any:
         count = revoke(queryset)
         self.message_user(
             request, ngettext("%d key revoked.", "%d keys revoked.", count) % count, messages.SUCCESS

@@ -9,11 +9,13 @@ JWT or OAuth class named after it can take the request.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.request import Request
 
 from .keys import KEY_MARK, accepts, find_active_key
 from .models import ApiKey
@@ -33,7 +35,7 @@ class ApiKeyAuthentication(BaseAuthentication):
 
     keyword = "Bearer"
 
-    def presented_key(self, request) -> str | None:
+    def presented_key(self, request: Request) -> str | None:
         """The app's key in the request's Bearer header, not yet checked; None when the request
         carries no Bearer header or one that is not an app key (another scheme's)."""
         parts = get_authorization_header(request).split()
@@ -46,12 +48,12 @@ class ApiKeyAuthentication(BaseAuthentication):
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed(_("Invalid API key."), code="invalid_api_key") from None
 
-    def authenticate(self, request):
+    def authenticate(self, request: Request) -> tuple[Any, ApiKey] | None:
         raw_key = self.presented_key(request)
         if raw_key is None:
             return None
         api_key = find_active_key(raw_key)
-        if not self.accepts(api_key):
+        if api_key is None or not self.accepts(api_key):
             raise exceptions.AuthenticationFailed(_("Invalid API key."), code="invalid_api_key")
         _touch(api_key)
         return api_key.user, api_key
@@ -61,7 +63,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         not expired, its user active)."""
         return accepts(api_key)
 
-    def authenticate_header(self, request) -> str:
+    def authenticate_header(self, request: Request) -> str:
         return f'{self.keyword} realm="api"'
 
 

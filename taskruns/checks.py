@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.apps import apps
 from django.conf import settings as django_settings
 from django.core import checks
@@ -16,7 +18,7 @@ from .transitions import TERMINAL_STATUSES
 
 
 @checks.register()
-def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """Every ``TASKRUNS`` key has a check here (CHECKED_KEYS; a test holds it to conf.DEFAULTS)."""
     config = user_settings()
     if not isinstance(config, dict):
@@ -77,7 +79,7 @@ CHECKED_KEYS = frozenset({*STRING_LISTS, *CALLABLES, *CLASS_LISTS, *LIMITS, "TRA
 
 
 @checks.register()
-def check_fast_paths(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+def check_fast_paths(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """Say which of the write path's fast paths are off, and why, instead of falling back
     silently (taskruns.executors, taskruns.rows, taskruns.access)."""
     messages: list[checks.CheckMessage] = []
@@ -124,7 +126,7 @@ def check_fast_paths(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     return messages
 
 
-def _check_class_lists(config) -> list[checks.CheckMessage]:
+def _check_class_lists(config: dict[str, Any]) -> list[checks.CheckMessage]:
     """AUTHENTICATION_CLASSES and PERMISSION_CLASSES: lists of dotted paths to classes."""
     errors: list[checks.CheckMessage] = []
     for name in CLASS_LISTS:
@@ -152,7 +154,7 @@ def _check_class_lists(config) -> list[checks.CheckMessage]:
 
 
 @checks.register()
-def check_schema_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+def check_schema_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """The app's enum component names need the host's SPECTACULAR_SETTINGS (drf-spectacular
     names enums once for the whole schema): say so when they are missing."""
     if not apps.is_installed("drf_spectacular"):
@@ -171,7 +173,7 @@ def check_schema_settings(app_configs=None, **kwargs) -> list[checks.CheckMessag
     return []
 
 
-def _check_transitions(table) -> list[checks.CheckMessage]:
+def _check_transitions(table: Any) -> list[checks.CheckMessage]:
     if table is None:
         return []
     statuses = set(TaskRunStatus.values)
@@ -181,7 +183,7 @@ def _check_transitions(table) -> list[checks.CheckMessage]:
 
     if not isinstance(table, dict):
         return [error("must be a dict of {status: [statuses]}.")]
-    problems = []
+    problems: list[checks.CheckMessage] = []
     if missing := statuses - set(table):
         problems.append(error(f"has no row for {sorted(missing)}."))
     for source, targets in table.items():

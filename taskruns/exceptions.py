@@ -24,7 +24,7 @@ class TaskRunsError(APIException):
 
     extra: dict[str, Any]
 
-    def __init__(self, detail=None, code=None, **extra: Any) -> None:
+    def __init__(self, detail: Any = None, code: str | None = None, **extra: Any) -> None:
         super().__init__(detail, code)
         self.extra = {"code": code or self.default_code, **extra}
 
@@ -66,7 +66,7 @@ class PreconditionFailed(TaskRunsError):
     default_detail = _("The run has changed since the version named in If-Match.")
     default_code = "precondition_failed"
 
-    def __init__(self, run) -> None:
+    def __init__(self, run: Any) -> None:
         super().__init__(current_status=run.status, current_version=run.version)
         self.run = run
 
@@ -91,7 +91,7 @@ class DatabaseUnavailable(TaskRunsError):
     default_code = "database_unavailable"
 
 
-def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+def exception_handler(exc: Exception, context: Any) -> Response | None:
     """The default ``TASKRUNS["EXCEPTION_HANDLER"]``: drf-standardized-errors' rendering
     (one entry per error, a field inside a list named like ``state_remove_keys.1``).
 
@@ -103,5 +103,6 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
 
 class _StandardErrors(ExceptionHandler):
-    def format_exception(self, exc: APIException) -> dict:
-        return ExceptionFormatter(exc, self.context, self.exc).run()
+    def format_exception(self, exc: APIException) -> dict[str, Any]:
+        formatted: dict[str, Any] = ExceptionFormatter(exc, self.context, self.exc).run()
+        return formatted

@@ -16,7 +16,9 @@ on PostgreSQL and compares rows, errors and history.
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Collection
+from datetime import datetime
+from typing import Any, Protocol
 
 from django.db import DEFAULT_DB_ALIAS, connection, router, transaction
 from django.db.models import F
@@ -29,10 +31,20 @@ from .history import Actor, Change, record
 from .models import TaskRun
 from .transitions import allowed_targets
 
+#: The versions a write is conditional on (If-Match), or None.
+Versions = Collection[int] | None
+
 
 class Executor(Protocol):
     def patch(
-        self, run_id, plan: rules.Plan, *, scope: RunScope | None, if_match, now, actor: Actor
+        self,
+        run_id: Any,
+        plan: rules.Plan,
+        *,
+        scope: RunScope | None,
+        if_match: Versions,
+        now: datetime,
+        actor: Actor,
     ) -> tuple[TaskRun, list[Change]]:
         """Apply ``plan`` to the latest row of run ``run_id`` within ``scope`` and record its
         history; the written run and that history. Raises NotFound, PreconditionFailed,
@@ -41,7 +53,16 @@ class Executor(Protocol):
 
 
 class PythonExecutor:
-    def patch(self, run_id, plan, *, scope, if_match, now, actor):
+    def patch(
+        self,
+        run_id: Any,
+        plan: rules.Plan,
+        *,
+        scope: RunScope | None,
+        if_match: Versions,
+        now: datetime,
+        actor: Actor,
+    ) -> tuple[TaskRun, list[Change]]:
         with transaction.atomic():
             run = lock_run(run_id, scope, if_match)
             history = rules.apply(plan, run, now)
@@ -56,13 +77,24 @@ class PostgresExecutor:
     #: between): then the statement is sent again.
     attempts = 3
 
-    def patch(self, run_id, plan, *, scope, if_match, now, actor):
+    def patch(
+        self,
+        run_id: Any,
+        plan: rules.Plan,
+        *,
+        scope: RunScope | None,
+        if_match: Versions,
+        now: datetime,
+        actor: Actor,
+    ) -> tuple[TaskRun, list[Change]]:
+        current: TaskRun | None = None
         for _ in range(self.attempts):
-            run = postgres.patch_in_one_statement(
+            written = postgres.patch_in_one_statement(
                 run_id, plan, scope=scope, if_match=if_match, now=now, actor=actor
             )
-            if run is not None:
-                return run, rules.history(plan, run.old_status, run.old_environment, run)
+            if written is not None:
+                run, old_status, old_environment = written
+                return run, rules.history(plan, old_status, old_environment, run)
             # No row qualified: say why, by the rule book.
             current = read_run(run_id, scope)
             if current is None:
@@ -71,8 +103,10 @@ class PostgresExecutor:
             refused = rules.refusal(plan, current.status, current.environment)
             if refused is not None:
                 raise refused
-        target = plan.status or current.status
-        raise InvalidTransition(current.status, target, allowed_targets(current.status))
+        # Each read found the row moved on since its statement: refuse rather than loop.
+        assert current is not None
+        status = current.status
+        raise InvalidTransition(status, plan.status or status, allowed_targets(status))
 
 
 def executor_for() -> Executor:
@@ -82,7 +116,7 @@ def executor_for() -> Executor:
     return PythonExecutor()
 
 
-def read_run(run_id, scope: RunScope | None) -> TaskRun | None:
+def read_run(run_id: Any, scope: RunScope | None) -> TaskRun | None:
     """The run ``run_id`` if it is in ``scope`` (None: any run); one hand-written query."""
     scope_sql, scope_params = scope.sql("run") if scope is not None else ("TRUE", [])
     sql = (
@@ -93,7 +127,7 @@ def read_run(run_id, scope: RunScope | None) -> TaskRun | None:
     return None if row is None else rows.instance(TaskRun, row)
 
 
-def lock_run(run_id, scope=None, if_match=None) -> TaskRun:
+def lock_run(run_id: Any, scope: RunScope | None = None, if_match: Versions = None) -> TaskRun:
     """Read the latest row of a run in ``scope``, locked against other writers until the
     transaction ends. Raises NotFound out of scope, PreconditionFailed on an ``If-Match`` miss."""
     runs = TaskRun.objects.select_related("task")
@@ -113,6 +147,6 @@ def lock_run(run_id, scope=None, if_match=None) -> TaskRun:
     return run
 
 
-def check_version(run: TaskRun, if_match) -> None:
+def check_version(run: TaskRun, if_match: Versions) -> None:
     if if_match is not None and run.version not in if_match:
         raise PreconditionFailed(run)

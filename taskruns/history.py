@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .models import ApiKey, TaskRun, TaskRunEvent
 
@@ -12,12 +13,12 @@ from .models import ApiKey, TaskRun, TaskRunEvent
 class Actor:
     """Who made a change: a user, the API key they used (if any), and through what."""
 
-    user: object = None
+    user: Any = None
     api_key: ApiKey | None = None
     via: str = "system"
 
     @classmethod
-    def from_request(cls, request, via: str = "api") -> Actor:
+    def from_request(cls, request: Any, via: str = "api") -> Actor:
         """The request's authenticated caller (DRF has authenticated it before the view)."""
         user = request.user if getattr(request.user, "is_authenticated", False) else None
         api_key = request.auth if isinstance(request.auth, ApiKey) else None

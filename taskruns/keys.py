@@ -12,13 +12,17 @@ import functools
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from . import rows
-from .models import ApiKey
+from .models import ApiKey, Project
 
 KEY_MARK = "trk_"
 PREFIX_LENGTH = len(KEY_MARK) + 8
@@ -36,7 +40,9 @@ def assign_new_key(api_key: ApiKey) -> str:
     return raw_key
 
 
-def issue_key(user, name: str, projects=(), expires_at=None) -> tuple[ApiKey, str]:
+def issue_key(
+    user: Any, name: str, projects: Iterable[Project] = (), expires_at: datetime | None = None
+) -> tuple[ApiKey, str]:
     """Create a key for ``user`` (limited to ``projects`` if any, valid until ``expires_at``
     if set) and return it with the raw key."""
     api_key = ApiKey(user=user, name=name, expires_at=expires_at)
@@ -81,14 +87,14 @@ def _keys_of_users() -> str:
     )
 
 
-def accepts(api_key: ApiKey | None, now=None) -> bool:
+def accepts(api_key: ApiKey | None, now: datetime | None = None) -> bool:
     """Whether a key found by find_active_key authenticates: it has not expired and its user
     is active."""
     if api_key is None or api_key.is_expired(now):
         return False
-    return api_key.user.is_active
+    return bool(api_key.user.is_active)
 
 
-def revoke(keys) -> int:
+def revoke(keys: QuerySet[ApiKey]) -> int:
     """Revoke the given active keys now; returns how many were revoked."""
     return keys.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())

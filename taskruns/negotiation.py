@@ -9,19 +9,21 @@ DRF's negotiation every time).
 
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework.negotiation import DefaultContentNegotiation
 
 MAX_REMEMBERED = 128
 
 # (renderer classes, format, Accept header) -> (index of the chosen renderer, media type)
-_chosen: dict[tuple, tuple[int, str]] = {}
+_chosen: dict[tuple[Any, ...], tuple[int, str]] = {}
 
 
 class RememberedContentNegotiation(DefaultContentNegotiation):
     """DefaultContentNegotiation whose choices are kept per renderer classes, format and
     Accept header; errors (406, unknown format) are never kept."""
 
-    def select_renderer(self, request, renderers, format_suffix=None):
+    def select_renderer(self, request: Any, renderers: Any, format_suffix: Any = None) -> Any:
         requested_format = format_suffix or request.query_params.get(self.settings.URL_FORMAT_OVERRIDE)
         key = (
             tuple(type(renderer) for renderer in renderers),

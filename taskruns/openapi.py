@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
@@ -60,13 +61,17 @@ class TaskRunsAutoSchema(AutoSchema):
     def get_tags(self) -> list[str]:
         return ["tasks"]
 
-    def get_operation(self, path, path_regex, path_prefix, method, registry):
+    def get_operation(self, path: Any, path_regex: Any, path_prefix: Any, method: Any, registry: Any) -> Any:
         with app_component_settings():
             operation = super().get_operation(path, path_regex, path_prefix, method, registry)
         if operation is not None:
             for status in self._error_statuses():
                 operation["responses"].setdefault(str(status), _error_response(status))
-            if self.method == "GET" and self.view.action == "retrieve" and self._is_run_view():
+            if (
+                self.method == "GET"
+                and getattr(self.view, "action", None) == "retrieve"
+                and self._is_run_view()
+            ):
                 operation["responses"]["304"] = {
                     "description": "Not modified: If-None-Match holds the current ETag."
                 }
@@ -106,7 +111,7 @@ ERROR_DESCRIPTIONS = {
 }
 
 
-def _error_response(status: int) -> dict:
+def _error_response(status: int) -> dict[str, Any]:
     # The error body's shape is the host's EXCEPTION_HANDLER's to decide (the demo uses
     # drf-standardized-errors), so it is documented as an object, not a fixed layout.
     return {
@@ -115,11 +120,11 @@ def _error_response(status: int) -> dict:
     }
 
 
-class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
     target_class = "taskruns.authentication.ApiKeyAuthentication"
     name = "BearerAuth"
 
-    def get_security_definition(self, auto_schema):
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
         return {
             "type": "http",
             "scheme": "bearer",

@@ -24,7 +24,7 @@ from .exceptions import RequestTooLarge
 class TaskRunsJSONParser(JSONParser):
     """Strict, bounded JSON: size, depth, duplicate keys, finite numbers, storable text."""
 
-    def parse(self, stream, media_type=None, parser_context=None) -> Any:
+    def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
         parser_context = parser_context or {}
         limit = app_settings.MAX_REQUEST_BYTES
         request = parser_context.get("request")
@@ -61,16 +61,21 @@ class _Refused(ValueError):
         self.message, self.code = message, code
 
 
-def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict:
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result = dict(pairs)
     if len(result) != len(pairs):
         seen: set[str] = set()
-        duplicate = next(key for key, _value in pairs if key in seen or seen.add(key))
+        duplicate = next(key for key, _value in pairs if key in seen or _remember(seen, key))
         raise _Refused(_("Duplicate key in a JSON object: {key!r}.").format(key=duplicate), "duplicate_key")
     return result
 
 
-def _no_constants(name: str):
+def _remember(seen: set[str], key: str) -> bool:
+    seen.add(key)
+    return False
+
+
+def _no_constants(name: str) -> Any:
     raise _Refused(_("{name} is not valid JSON.").format(name=name), "malformed_json")
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from contextlib import nullcontext
+from datetime import datetime
 from typing import Any
 
 from django.db import DatabaseError, connection, transaction
@@ -26,7 +27,8 @@ from .access import RunScope
 from .exceptions import StateTooLarge
 from .history import Actor
 from .models import TaskRun, TaskRunEvent
-from .rules import TERMINAL_STATUSES, OutputChange, Plan
+from .rules import OutputChange, Plan
+from .transitions import TERMINAL_STATUSES
 
 RUN = TaskRun._meta.db_table
 EVENT = TaskRunEvent._meta.db_table
@@ -37,12 +39,12 @@ STATE_TOO_LARGE = "TR413"
 
 
 def patch_statement(
-    run_id,
+    run_id: Any,
     plan: Plan,
     *,
     scope: RunScope | None,
     if_match: Iterable[int] | None,
-    now,
+    now: datetime,
     actor: Actor,
 ) -> tuple[str, list[Any]]:
     """The SQL and parameters of the one-statement PATCH of ``run_id`` within ``scope``,
@@ -133,7 +135,7 @@ def _merged_state(plan: Plan) -> tuple[str, list[Any]]:
     return "run.state || %s::jsonb", [sent]
 
 
-def _history_insert(plan: Plan, now, actor: Actor) -> tuple[str, list[Any]]:
+def _history_insert(plan: Plan, now: datetime, actor: Actor) -> tuple[str, list[Any]]:
     """INSERT … SELECT of one event per moved column, from the ``updated`` row; the same
     fields as taskruns.history.record writes on the other path (taskruns.rules.history)."""
     keys_set = _jsonb(plan.keys_set)
@@ -154,9 +156,17 @@ def _history_insert(plan: Plan, now, actor: Actor) -> tuple[str, list[Any]]:
     return f"INSERT INTO {EVENT} ({columns}) " + " UNION ALL ".join(selects), params
 
 
-def patch_in_one_statement(run_id, plan: Plan, *, scope, if_match, now, actor: Actor) -> TaskRun | None:
-    """Run the statement; the updated run (with ``old_status`` and ``old_environment``
-    attributes), or None when no row qualified. Raises StateTooLarge, having
+def patch_in_one_statement(
+    run_id: Any,
+    plan: Plan,
+    *,
+    scope: RunScope | None,
+    if_match: Iterable[int] | None,
+    now: datetime,
+    actor: Actor,
+) -> tuple[TaskRun, str, str] | None:
+    """Run the statement; the updated run with the status and environment it had before, or
+    None when no row qualified. Raises StateTooLarge, having
     written nothing, when the merged state is over the limit."""
     sql, params = patch_statement(run_id, plan, scope=scope, if_match=if_match, now=now, actor=actor)
     try:
@@ -172,9 +182,8 @@ def patch_in_one_statement(run_id, plan: Plan, *, scope, if_match, now, actor: A
     if row is None:
         return None
     width = rows.width(TaskRun)
-    run = rows.instance(TaskRun, row[:width])
-    run.old_status, run.old_environment = row[width:]
-    return run
+    old_status, old_environment = row[width:]
+    return rows.instance(TaskRun, row[:width]), old_status, old_environment
 
 
 def _jsonb(value: Any) -> str:

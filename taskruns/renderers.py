@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import secrets
 from contextvars import ContextVar
+from typing import Any
 
 from rest_framework.renderers import JSONRenderer
 from rest_framework.utils.encoders import JSONEncoder
@@ -29,7 +30,7 @@ _texts: ContextVar[list[bytes] | None] = ContextVar("taskruns_stored_json_texts"
 
 
 class StoredJSONEncoder(JSONEncoder):
-    def default(self, obj):
+    def default(self, obj: Any) -> Any:
         if isinstance(obj, StoredJSON):
             texts = _texts.get()
             if texts is None:
@@ -44,7 +45,7 @@ class TaskRunsJSONRenderer(JSONRenderer):
 
     encoder_class = StoredJSONEncoder
 
-    def render(self, data, accepted_media_type=None, renderer_context=None):
+    def render(self, data: Any, accepted_media_type: Any = None, renderer_context: Any = None) -> Any:
         pretty = self.get_indent(accepted_media_type, renderer_context or {}) is not None
         texts: list[bytes] | None = None if pretty else []
         token = _texts.set(texts)

@@ -11,18 +11,20 @@ from __future__ import annotations
 import datetime
 import functools
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import connection
 from django.db.models import Model
 
 from .storedjson import StoredJSON, StoredJSONField
 
+ModelT = TypeVar("ModelT", bound=Model)
+
 
 @functools.lru_cache(maxsize=32)
-def _fields_and_converters(model: type[Model]):
+def _fields_and_converters(model: type[Model]) -> tuple[tuple[bool, Any, list[Any]], ...]:
     table = model._meta.db_table
-    result = []
+    result: list[tuple[bool, Any, list[Any]]] = []
     for field in model._meta.concrete_fields:
         column = field.get_col(table)
         converters = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
@@ -33,18 +35,20 @@ def _fields_and_converters(model: type[Model]):
 @functools.lru_cache(maxsize=64)
 def columns(model: type[Model], alias: str) -> str:
     """The select list of ``model``'s concrete columns, qualified by ``alias``, in field order."""
-    return ", ".join(f"{alias}.{connection.ops.quote_name(f.column)}" for f in model._meta.concrete_fields)
+    return ", ".join(
+        f"{alias}.{connection.ops.quote_name(str(f.column))}" for f in model._meta.concrete_fields
+    )
 
 
 def width(model: type[Model]) -> int:
     return len(model._meta.concrete_fields)
 
 
-def instance(model: type[Model], values: Sequence):
+def instance(model: type[ModelT], values: Sequence[Any]) -> ModelT:
     """A ``model`` instance from ``values`` in the order of columns(model, …).
 
     The JSON text of a StoredJSONField is kept as it came (see taskruns.storedjson)."""
-    converted = []
+    converted: list[Any] = []
     for (stored_json, column, converters), value in zip(_fields_and_converters(model), values, strict=True):
         if stored_json and isinstance(value, str):
             value = StoredJSON(value)
@@ -52,10 +56,10 @@ def instance(model: type[Model], values: Sequence):
             for converter in converters:
                 value = converter(value, column, connection)
         converted.append(value)
-    return model.from_db(connection.alias, None, converted)
+    return model.from_db(connection.alias, None, converted)  # type: ignore[arg-type]
 
 
-def fetch_one(sql: str, params: Sequence[Any]) -> tuple | None:
+def fetch_one(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
     """Run one of the hot paths' statements; its first row, or None.
 
     Django binds parameters into the SQL text on the client, so PostgreSQL parses and plans
@@ -69,7 +73,8 @@ def fetch_one(sql: str, params: Sequence[Any]) -> tuple | None:
     """
     with _server_bound_cursor() as cursor:
         cursor.execute(sql, params)
-        return cursor.fetchone()
+        row: tuple[Any, ...] | None = cursor.fetchone()
+        return row
 
 
 def binds_on_server() -> bool:
@@ -80,12 +85,12 @@ def binds_on_server() -> bool:
 @functools.cache
 def psycopg3() -> bool:
     """Whether Django's PostgreSQL backend runs on psycopg 3."""
-    from django.db.backends.postgresql.base import is_psycopg3
+    from django.db.backends.postgresql import base
 
-    return is_psycopg3
+    return bool(getattr(base, "is_psycopg3", False))
 
 
-def _server_bound_cursor():
+def _server_bound_cursor() -> Any:
     if not binds_on_server():
         return connection.cursor()
     from django.db.backends.postgresql.base import ServerBindingCursor
@@ -107,7 +112,7 @@ def _server_bound_cursor():
 
 
 @functools.cache
-def _psycopg_timestamptz_loader():
+def _psycopg_timestamptz_loader() -> Any:
     import psycopg
     from psycopg.pq import Format
 

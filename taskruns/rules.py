@@ -18,8 +18,9 @@ PostgreSQL's ``jsonb`` prints it (``state_size``; SQL: ``octet_length(state::tex
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -130,7 +131,7 @@ def refusal(plan: Plan, status: str, environment: str) -> InvalidTransition | No
     return None
 
 
-def apply(plan: Plan, run: TaskRun, now) -> list[Change]:
+def apply(plan: Plan, run: TaskRun, now: datetime) -> list[Change]:
     """Apply ``plan`` to the in-memory ``run`` (the Python executor); the history it makes.
 
     Raises InvalidTransition or StateTooLarge before touching anything."""
@@ -172,7 +173,7 @@ def history(plan: Plan, old_status: str, old_environment: str, run: TaskRun) -> 
     ]
 
 
-def move_status(run: TaskRun, target: str, now) -> list[Change]:
+def move_status(run: TaskRun, target: str, now: datetime) -> list[Change]:
     """Set the status and its timestamps; the caller has checked the move is allowed."""
     if target == run.status:
         return []
@@ -199,7 +200,7 @@ def merged_output(stored: Any, change: OutputChange) -> Any:
     return change.value  # None for CLEAR
 
 
-def merged_state(stored: Any, sent: Mapping[str, Any], remove_keys) -> dict[str, Any]:
+def merged_state(stored: Any, sent: Mapping[str, Any], remove_keys: Iterable[str]) -> dict[str, Any]:
     """Remove ``remove_keys``, then shallow-merge ``sent``."""
     state = dict(stored) if isinstance(stored, dict) else {}
     for key in remove_keys:

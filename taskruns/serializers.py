@@ -6,6 +6,7 @@ import copy
 import functools
 import json
 from collections.abc import Mapping
+from typing import Any
 
 from django.conf import settings
 from django.urls import reverse
@@ -26,7 +27,7 @@ from .storedjson import as_stored
 class StrictCharField(serializers.CharField):
     """A CharField that refuses numbers and booleans instead of quietly turning them into text."""
 
-    def to_internal_value(self, data):
+    def to_internal_value(self, data: Any) -> Any:
         if not isinstance(data, str):
             self.fail("invalid")
         return super().to_internal_value(data)
@@ -35,8 +36,8 @@ class StrictCharField(serializers.CharField):
 def _check_column_length(value: str | None, field_name: str) -> str | None:
     # Checked here rather than with max_length= so that the OpenAPI component stays exactly
     # PostHog's (which declares no maxLength), while over-long values still get a 400.
-    limit = TaskRun._meta.get_field(field_name).max_length
-    if value is not None and len(value) > limit:
+    limit = getattr(TaskRun._meta.get_field(field_name), "max_length", None)
+    if value is not None and limit is not None and len(value) > limit:
         raise serializers.ValidationError(
             _("Ensure this field has no more than {limit} characters.").format(limit=limit), code="max_length"
         )
@@ -55,7 +56,9 @@ def _check_column_length(value: str | None, field_name: str) -> str | None:
 # context belong here. (A comment, not a docstring: drf-spectacular would publish it as the
 # description of every component that inherits it.)
 class NamedFieldsOnly:
-    def __init_subclass__(cls, **kwargs):
+    _declared_fields: dict[str, Any]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         for name, field in cls._declared_fields.items():
             if field.required or field.default is not empty:
@@ -63,7 +66,7 @@ class NamedFieldsOnly:
                     f"{cls.__name__}.{name}: NamedFieldsOnly needs optional fields without defaults"
                 )
 
-    def get_fields(self):
+    def get_fields(self) -> Any:
         declared = self._declared_fields
         body = getattr(self, "initial_data", None)
         names = [name for name in declared if name in body] if isinstance(body, Mapping) else declared
@@ -73,7 +76,7 @@ class NamedFieldsOnly:
 # The PATCH body of a run: PostHog's ``PatchedTaskRunUpdate``, field for field. (A comment, not
 # a docstring: drf-spectacular would publish a docstring as the component's description, and
 # the component must equal PostHog's.)
-class TaskRunUpdateSerializer(NamedFieldsOnly, serializers.Serializer):
+class TaskRunUpdateSerializer(NamedFieldsOnly, serializers.Serializer[Any]):
     status = serializers.ChoiceField(
         choices=TaskRunStatus.choices, required=False, help_text="Current execution status"
     )
@@ -117,25 +120,25 @@ class TaskRunUpdateSerializer(NamedFieldsOnly, serializers.Serializer):
         },
     )
 
-    def validate_branch(self, value):
+    def validate_branch(self, value: Any) -> Any:
         return _check_column_length(value, "branch")
 
-    def validate_stage(self, value):
+    def validate_stage(self, value: Any) -> Any:
         return _check_column_length(value, "stage")
 
-    def validate_state(self, value):
+    def validate_state(self, value: Any) -> Any:
         if not isinstance(value, dict):
             raise serializers.ValidationError(_("State must be a JSON object."), code="not_an_object")
         return value
 
-    def validate_state_remove_keys(self, value):
+    def validate_state_remove_keys(self, value: Any) -> Any:
         if not value:
             raise serializers.ValidationError(
                 _("List the keys to remove, or leave the field out."), code="empty"
             )
         return value
 
-    def validate(self, attrs):
+    def validate(self, attrs: Any) -> Any:
         named_keys = len(attrs.get("state", {})) + len(attrs.get("state_remove_keys", []))
         if named_keys > app_settings.MAX_STATE_KEYS_PER_PATCH:
             raise serializers.ValidationError(
@@ -166,18 +169,18 @@ class TaskRunUpdateSerializer(NamedFieldsOnly, serializers.Serializer):
 
 
 @functools.lru_cache(maxsize=16)
-def _datetime_field(zone) -> serializers.DateTimeField:
+def _datetime_field(zone: Any) -> serializers.DateTimeField:
     """DRF's DateTimeField fixed to ``zone``, made once per zone."""
     return serializers.DateTimeField(read_only=True, default_timezone=zone)
 
 
-def _timestamps():
+def _timestamps() -> Any:
     """A writer of a response's timestamps, as DRF writes them: the current time zone is looked
     up once per response instead of once per timestamp."""
     return _datetime_field(timezone.get_current_timezone() if settings.USE_TZ else None).to_representation
 
 
-class TaskRunSerializer(serializers.ModelSerializer):
+class TaskRunSerializer(serializers.ModelSerializer[Any]):
     """A run as every run endpoint returns it."""
 
     log_url = serializers.SerializerMethodField(help_text="Absolute URL of the run's log, once it has one.")
@@ -204,7 +207,7 @@ class TaskRunSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
-    def to_representation(self, run: TaskRun) -> dict:
+    def to_representation(self, run: TaskRun) -> dict[str, Any]:
         # Every run response goes through here, so it is written out rather than walked field
         # by field (several times faster); tests/test_serializers.py pins it to DRF's own
         # field-by-field output of the declared fields, which the schema is generated from.
@@ -240,10 +243,10 @@ class TaskRunSerializer(serializers.ModelSerializer):
         if not run.has_log or request is None:
             return None
         kwargs = {"project_id": run.project_id, "task_id": run.task_id, "pk": run.pk}
-        return request.build_absolute_uri(reverse("taskruns:run-logs", kwargs=kwargs))
+        return str(request.build_absolute_uri(reverse("taskruns:run-logs", kwargs=kwargs)))
 
 
-class TaskRunCreateSerializer(serializers.Serializer):
+class TaskRunCreateSerializer(serializers.Serializer[Any]):
     """The body of POST runs/: where the run starts and in which status."""
 
     environment = serializers.ChoiceField(
@@ -261,7 +264,7 @@ class TaskRunCreateSerializer(serializers.Serializer):
 # Named apart from "Task": a host's own serializer of that name is common, and two components
 # of one name make drf-spectacular warn (and --fail-on-warn fail).
 @extend_schema_serializer(component_name="TaskRunsTask")
-class TaskSerializer(serializers.ModelSerializer):
+class TaskSerializer(serializers.ModelSerializer[Any]):
     """A task, as listed, created and edited."""
 
     json_schema = serializers.JSONField(
@@ -283,7 +286,7 @@ class TaskSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = ["id", "project", "created_by", "created_at", "updated_at"]
 
-    def validate_json_schema(self, value):
+    def validate_json_schema(self, value: Any) -> Any:
         if value is None:
             return value
         if not isinstance(value, dict):
@@ -298,12 +301,12 @@ class TaskSerializer(serializers.ModelSerializer):
         return value
 
 
-class SetOutputSerializer(serializers.Serializer):
+class SetOutputSerializer(serializers.Serializer[Any]):
     """The body of set_output: the run's new output, checked against the task's JSON Schema."""
 
     output = serializers.JSONField(help_text="The run's new output; replaces the stored one.")
 
-    def validate_output(self, value):
+    def validate_output(self, value: Any) -> Any:
         schema = self.context["task"].json_schema
         if schema is None:
             return value
@@ -318,14 +321,14 @@ class SetOutputSerializer(serializers.Serializer):
         return value
 
 
-class AppendLogSerializer(serializers.Serializer):
+class AppendLogSerializer(serializers.Serializer[Any]):
     """The body of append_log: entries (JSON objects) appended in order."""
 
     entries = serializers.ListField(
         child=serializers.DictField(), help_text="Log entries, each a JSON object, oldest first."
     )
 
-    def validate_entries(self, entries):
+    def validate_entries(self, entries: Any) -> Any:
         if not entries:
             raise serializers.ValidationError(_("Send at least one entry."), code="empty")
         most = app_settings.LOG_MAX_ENTRIES_PER_CALL
@@ -343,11 +346,11 @@ class AppendLogSerializer(serializers.Serializer):
         return entries
 
 
-class TaskRunEventSerializer(serializers.ModelSerializer):
+class TaskRunEventSerializer(serializers.ModelSerializer[Any]):
     """One entry of a run's history."""
 
     user = serializers.SerializerMethodField(help_text="Username of who made the change, if a user did.")
-    api_key = serializers.SlugRelatedField(
+    api_key: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
         source="actor_api_key",
         slug_field="prefix",
         read_only=True,

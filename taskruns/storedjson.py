@@ -11,7 +11,7 @@ the attribute still gets the decoded value: the field decodes it on first read.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import models
 from django.db.models.functions import Cast
@@ -43,13 +43,14 @@ class DecodedOnRead(DeferredAttribute):
     A data descriptor (it has ``__set__``), so that reads come here even though the value
     lives in the instance's ``__dict__``, as for any other field."""
 
-    def __get__(self, instance, cls=None):
+    def __get__(self, instance: Any, cls: Any = None) -> Any:
         value = super().__get__(instance, cls)
         if isinstance(value, StoredJSON):
-            value = instance.__dict__[self.field.attname] = value.decoded(self.field.decoder)
+            decoder = self.field.decoder  # type: ignore[attr-defined]  # a JSONField's
+            value = instance.__dict__[self.field.attname] = value.decoded(decoder)
         return value
 
-    def __set__(self, instance, value):
+    def __set__(self, instance: Any, value: Any) -> None:
         instance.__dict__[self.field.attname] = value
 
 
@@ -66,11 +67,13 @@ def as_stored(instance: models.Model, name: str) -> Any:
     return value if isinstance(value, StoredJSON) else getattr(instance, name)
 
 
+QuerySetT = TypeVar("QuerySetT", bound=models.QuerySet[Any])
+
 # The annotation under which select_as_stored reads a field's text, for adopt_stored.
 _TEXT_SUFFIX = "__stored_text"
 
 
-def select_as_stored(queryset: models.QuerySet, *names: str) -> models.QuerySet:
+def select_as_stored(queryset: QuerySetT, *names: str) -> QuerySetT:
     """``queryset`` reading the JSON fields ``names`` as their text, for ``adopt_stored``: a
     page of runs can then be answered without decoding and re-encoding each state."""
     texts = {f"{name}{_TEXT_SUFFIX}": Cast(name, models.TextField()) for name in names}

@@ -19,9 +19,10 @@ from django.db.models import F
 from django.utils import timezone
 
 from . import rules, signals
+from .access import RunScope
 from .conf import app_settings
 from .exceptions import AlreadyActiveInCloud, CloudStartFailed, LogFull
-from .executors import check_version, executor_for, lock_run, read_run
+from .executors import Versions, check_version, executor_for, lock_run, read_run
 from .history import SYSTEM, Actor, Change, record
 from .models import Task, TaskRun, TaskRunEnvironment, TaskRunEventKind, TaskRunLogEntry, TaskRunStatus
 from .transitions import is_allowed, is_terminal
@@ -50,7 +51,12 @@ def create_run(
 
 
 def update_run(
-    run_id, changes: Mapping[str, Any], actor: Actor = SYSTEM, *, scope=None, if_match=None
+    run_id: Any,
+    changes: Mapping[str, Any],
+    actor: Actor = SYSTEM,
+    *,
+    scope: RunScope | None = None,
+    if_match: Versions = None,
 ) -> TaskRun:
     """Apply a validated PATCH (any subset of TaskRunUpdateSerializer's fields) to the latest
     row of a run within ``scope`` (a RunScope; None: any run), by the rule book
@@ -70,7 +76,13 @@ def update_run(
 
 
 def set_output(
-    run_id, output: Any, *, complete: bool, actor: Actor = SYSTEM, scope=None, if_match=None
+    run_id: Any,
+    output: Any,
+    *,
+    complete: bool,
+    actor: Actor = SYSTEM,
+    scope: RunScope | None = None,
+    if_match: Versions = None,
 ) -> TaskRun:
     """Replace a run's output (already validated against its task's schema). With ``complete``,
     a non-terminal run also moves to ``completed`` when the transition table allows it."""
@@ -84,7 +96,9 @@ def set_output(
     return run
 
 
-def resume_in_cloud(run_id, actor: Actor = SYSTEM, *, scope=None, if_match=None) -> TaskRun:
+def resume_in_cloud(
+    run_id: Any, actor: Actor = SYSTEM, *, scope: RunScope | None = None, if_match: Versions = None
+) -> TaskRun:
     """Move a run into cloud as ``queued``, even out of a terminal status, and start its worker.
 
     The host's CLOUD_STARTER runs inside the transaction: if it raises, nothing is written.
@@ -115,7 +129,7 @@ def resume_in_cloud(run_id, actor: Actor = SYSTEM, *, scope=None, if_match=None)
     return run
 
 
-def append_log(run: TaskRun, entries: list[dict], if_match=None) -> int:
+def append_log(run: TaskRun, entries: list[dict[str, Any]], if_match: Versions = None) -> int:
     """Append entries, in order, to a run's log. Of the run row only its count of log entries
     changes (not its version): counted and checked against the limit in one statement, so
     concurrent appends cannot pass the limit together."""
@@ -156,9 +170,10 @@ SIGNALS = {
 
 def _announce(run: TaskRun, history: list[Change]) -> None:
     for change in history:
-        if change.kind not in SIGNALS:
+        kind = TaskRunEventKind(change.kind)
+        if kind not in SIGNALS:
             continue
-        signal, field = SIGNALS[change.kind]
+        signal, field = SIGNALS[kind]
         kwargs = {f"old_{field}": change.old, f"new_{field}": change.new} if field else {}
         for receiver, result in signal.send_robust(sender=TaskRun, run=run, **kwargs):
             if isinstance(result, Exception):

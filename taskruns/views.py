@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from typing import Any
 
 from django.db import InterfaceError, OperationalError
 from django.http import StreamingHttpResponse
@@ -19,6 +20,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.metadata import SimpleMetadata
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.renderers import BrowsableAPIRenderer
+from rest_framework.request import Request
 from rest_framework.response import Response
 
 from . import updates
@@ -57,7 +59,7 @@ class TaskRunsPagination(LimitOffsetPagination):
     max_limit = 100
 
 
-class ProjectScopedViewSet(viewsets.GenericViewSet):
+class ProjectScopedViewSet(viewsets.GenericViewSet[Any]):
     """Base of the app's viewsets: scoping to the URL's project, pagination, error extras.
 
     Everything DRF would take from the host's ``REST_FRAMEWORK`` defaults is the app's own here:
@@ -77,13 +79,13 @@ class ProjectScopedViewSet(viewsets.GenericViewSet):
     metadata_class = SimpleMetadata
     schema = TaskRunsAutoSchema()
 
-    def get_authenticators(self):
+    def get_authenticators(self) -> Any:
         return [authenticator() for authenticator in app_settings.import_each("AUTHENTICATION_CLASSES")]
 
-    def get_permissions(self):
+    def get_permissions(self) -> Any:
         return [permission() for permission in app_settings.import_each("PERMISSION_CLASSES")]
 
-    def get_exception_handler(self):
+    def get_exception_handler(self) -> Any:
         return app_settings.import_from("EXCEPTION_HANDLER")
 
     @property
@@ -98,13 +100,13 @@ class ProjectScopedViewSet(viewsets.GenericViewSet):
         """The URL's project, or 404 when this request may not see it."""
         return get_object_or_404(visible_projects(self.request), pk=self.project_id)
 
-    def visible_tasks(self):
+    def visible_tasks(self) -> Any:
         """Live tasks of the URL's project, if this request may see that project."""
         return Task.objects.alive().filter(
             project_id=self.project_id, project__in=visible_projects(self.request)
         )
 
-    def handle_exception(self, exc):
+    def handle_exception(self, exc: Any) -> Any:
         if isinstance(exc, OperationalError | InterfaceError):
             # The database went away or failed mid-request: nothing was kept (a write is one
             # statement or one transaction), so the client may retry. Not a 500.
@@ -126,7 +128,7 @@ def parse_uuid(value: str) -> uuid.UUID:
         raise NotFound() from None
 
 
-def _path_ids(*ids: tuple[str, object, str]) -> list[OpenApiParameter]:
+def _path_ids(*ids: tuple[str, Any, str]) -> list[OpenApiParameter]:
     # The URL patterns accept anything up to the next slash (so a malformed id is a JSON 404),
     # which says nothing of the ids' types: they are declared here instead.
     return [OpenApiParameter(name, kind, OpenApiParameter.PATH, description=text) for name, kind, text in ids]
@@ -150,21 +152,21 @@ class TaskViewSet(
     serializer_class = TaskSerializer
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
-    def get_queryset(self):
+    def get_queryset(self) -> Any:
         return self.visible_tasks().order_by("-created_at", "-id")
 
-    def get_object(self):
+    def get_object(self) -> Any:
         parse_uuid(self.kwargs["pk"])
         return super().get_object()
 
-    def list(self, request, *args, **kwargs):
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         self.get_project()  # an unknown or hidden project is a 404, not an empty list
         return super().list(request, *args, **kwargs)
 
-    def perform_create(self, serializer):
+    def perform_create(self, serializer: Any) -> Any:
         serializer.save(project=self.get_project(), created_by=self.request.user)
 
-    def perform_destroy(self, instance):
+    def perform_destroy(self, instance: Any) -> Any:
         Task.objects.filter(pk=instance.pk).update(deleted_at=timezone.now())
 
 
@@ -193,13 +195,14 @@ class TaskRunViewSet(
         "events": TaskRunEventSerializer,
     }
 
-    def get_serializer_class(self):
+    def get_serializer_class(self) -> Any:
         return self.action_serializers.get(self.action, TaskRunSerializer)
 
     def get_task(self) -> Task:
-        return get_object_or_404(self.visible_tasks(), pk=parse_uuid(self.kwargs["task_id"]))
+        task: Task = get_object_or_404(self.visible_tasks(), pk=parse_uuid(self.kwargs["task_id"]))
+        return task
 
-    def get_queryset(self):
+    def get_queryset(self) -> Any:
         runs = self.run_scope().runs().order_by("-created_at", "-id")
         return select_as_stored(runs, *RUN_JSON_FIELDS)
 
@@ -208,7 +211,7 @@ class TaskRunViewSet(
         task_id = parse_uuid(self.kwargs["task_id"])
         return RunScope(self.request, self.project_id, task_id)
 
-    def get_object(self):
+    def get_object(self) -> Any:
         # The run is read with the scope as SQL (as the PATCH statement uses it): the most
         # frequent read of an agent, without compiling a queryset each time.
         run = updates.read_run(self.run_id, self.run_scope())
@@ -220,25 +223,27 @@ class TaskRunViewSet(
     def actor(self) -> Actor:
         return Actor.from_request(self.request)
 
-    def list(self, request, *args, **kwargs):
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         self.get_task()  # an unknown task is a 404, not an empty list
-        page = [adopt_stored(run, *RUN_JSON_FIELDS) for run in self.paginate_queryset(self.get_queryset())]
+        page = [
+            adopt_stored(run, *RUN_JSON_FIELDS) for run in self.paginate_queryset(self.get_queryset()) or []
+        ]
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
     @extend_schema(request=TaskRunCreateSerializer, responses={201: TaskRunSerializer})
-    def create(self, request, *args, **kwargs):
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         task = self.get_task()
         data = self.validated(TaskRunCreateSerializer)
         return self.run_response(updates.create_run(task, actor=self.actor, **data), status=201)
 
-    def retrieve(self, request, *args, **kwargs):
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         run = self.get_object()
         if if_none_match_hits(request.headers.get("If-None-Match"), run):
             return Response(status=304, headers={"ETag": etag_for(run)})
         return self.run_response(run)
 
     @extend_schema(request=TaskRunUpdateSerializer, responses=TaskRunSerializer)
-    def partial_update(self, request, *args, **kwargs):
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         changes = self.validated(TaskRunUpdateSerializer)
         # No read first: scope, precondition and rules are all checked by the write itself.
         run = updates.update_run(self.run_id, changes, self.actor, **self.write_conditions())
@@ -246,13 +251,13 @@ class TaskRunViewSet(
 
     @extend_schema(request=None, responses=TaskRunSerializer)
     @action(detail=True, methods=["post"])
-    def resume_in_cloud(self, request, *args, **kwargs):
+    def resume_in_cloud(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Move the run into cloud as `queued` and start its cloud worker."""
         return self.run_response(updates.resume_in_cloud(self.run_id, self.actor, **self.write_conditions()))
 
     @extend_schema(request=SetOutputSerializer, responses=TaskRunSerializer)
     @action(detail=True, methods=["patch"])
-    def set_output(self, request, *args, **kwargs):
+    def set_output(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Replace the run's output; validated against the task's JSON Schema, and a valid
         output completes a non-terminal run of a task that has one."""
         run = self.get_object()
@@ -264,7 +269,7 @@ class TaskRunViewSet(
 
     @extend_schema(request=AppendLogSerializer, responses=TaskRunSerializer)
     @action(detail=True, methods=["post"])
-    def append_log(self, request, *args, **kwargs):
+    def append_log(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Append entries to the run's log, in order. The run's version does not change."""
         run = self.get_object()
         entries = self.validated(AppendLogSerializer)["entries"]
@@ -273,7 +278,7 @@ class TaskRunViewSet(
 
     @extend_schema(responses={(200, "application/x-ndjson"): OpenApiTypes.STR})
     @action(detail=True, methods=["get"], url_path="logs", url_name="logs")
-    def logs(self, request, *args, **kwargs):
+    def logs(self, request: Request, *args: Any, **kwargs: Any) -> Any:
         """The run's log as newline-delimited JSON, oldest first (empty when there is none)."""
         run = self.get_object()
         entries = TaskRunLogEntry.objects.filter(run=run).order_by("id").values_list("entry", flat=True)
@@ -285,7 +290,7 @@ class TaskRunViewSet(
 
     @extend_schema(responses=TaskRunEventSerializer(many=True))
     @action(detail=True, methods=["get"])
-    def events(self, request, *args, **kwargs):
+    def events(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """The run's history, oldest first: who changed what, when."""
         run = self.get_object()
         events = (
@@ -298,26 +303,27 @@ class TaskRunViewSet(
     def run_id(self) -> uuid.UUID:
         return parse_uuid(self.kwargs["pk"])
 
-    def write_conditions(self) -> dict:
+    def write_conditions(self) -> dict[str, Any]:
         """What a write must hold to: the request's scope and its If-Match precondition."""
         return {
             "scope": self.run_scope(),
             "if_match": if_match_versions(self.request.headers.get("If-Match")),
         }
 
-    def handle_exception(self, exc):
+    def handle_exception(self, exc: Any) -> Any:
         response = super().handle_exception(exc)
         if isinstance(exc, PreconditionFailed) and isinstance(response.data, dict):
             response.data["run"] = TaskRunSerializer(exc.run, context=self.get_serializer_context()).data
             response["ETag"] = etag_for(exc.run)
         return response
 
-    def validated(self, serializer_class, **context) -> dict:
+    def validated(self, serializer_class: Any, **context: Any) -> dict[str, Any]:
         serializer = serializer_class(
             data=self.request.data, context={**self.get_serializer_context(), **context}
         )
         serializer.is_valid(raise_exception=True)
-        return serializer.validated_data
+        validated: dict[str, Any] = serializer.validated_data
+        return validated
 
     def run_response(self, run: TaskRun, status: int = 200) -> Response:
         data = TaskRunSerializer(run, context=self.get_serializer_context()).data

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
@@ -22,7 +23,7 @@ from taskruns.models import ApiKey, Project
 class Command(BaseCommand):
     help = "Issue, list and revoke taskruns API keys."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: Any) -> Any:
         commands = parser.add_subparsers(dest="command", required=True)
         issue = commands.add_parser("issue", help="Issue a key for a user; prints the key once.")
         issue.add_argument("user", help="The user, by their USERNAME_FIELD (e.g. username or e-mail).")
@@ -44,10 +45,12 @@ class Command(BaseCommand):
         revoking = commands.add_parser("revoke", help="Revoke keys by their prefix (trk_ and 8 characters).")
         revoking.add_argument("prefixes", nargs="+")
 
-    def handle(self, *args, command: str, **options):
+    def handle(self, *args: Any, command: str, **options: Any) -> Any:
         getattr(self, f"handle_{command}")(**options)
 
-    def handle_issue(self, *, user, name, projects, expires_in_days, as_json, **options):
+    def handle_issue(
+        self, *, user: Any, name: Any, projects: Any, expires_in_days: Any, as_json: Any, **options: Any
+    ) -> Any:
         owner = find_user(user)
         found = list(Project.objects.filter(pk__in=projects))
         if missing := sorted(set(projects) - {project.pk for project in found}):
@@ -62,7 +65,7 @@ class Command(BaseCommand):
         self.stdout.write(raw_key)
         self.stderr.write(f"Issued {api_key} for {owner}. The key is shown once: store it now.")
 
-    def handle_list(self, *, user, all, as_json, **options):
+    def handle_list(self, *, user: Any, all: Any, as_json: Any, **options: Any) -> Any:
         keys = ApiKey.objects.select_related("user").prefetch_related("projects").order_by("created_at")
         if user:
             keys = keys.filter(user=find_user(user))
@@ -81,7 +84,7 @@ class Command(BaseCommand):
                 f"last used={row['last_used_at'] or 'never'}"
             )
 
-    def handle_revoke(self, *, prefixes, **options):
+    def handle_revoke(self, *, prefixes: Any, **options: Any) -> Any:
         known = set(ApiKey.objects.filter(prefix__in=prefixes).values_list("prefix", flat=True))
         if unknown := [prefix for prefix in prefixes if prefix not in known]:
             raise CommandError(f"No key with prefix {', '.join(unknown)}; nothing was revoked.")
@@ -89,7 +92,7 @@ class Command(BaseCommand):
         self.stdout.write(f"Revoked {count} key(s).")
 
 
-def find_user(identifier: str):
+def find_user(identifier: str) -> Any:
     users = get_user_model()._default_manager
     try:
         return users.get_by_natural_key(identifier)
@@ -97,8 +100,8 @@ def find_user(identifier: str):
         raise CommandError(f"No user {identifier!r}.") from None
 
 
-def describe(api_key: ApiKey) -> dict:
-    def when(moment):
+def describe(api_key: ApiKey) -> dict[str, Any]:
+    def when(moment: Any) -> Any:
         return moment.isoformat() if moment else None
 
     return {
