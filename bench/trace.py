@@ -6,9 +6,10 @@ Usage (from the project root, PostgreSQL on 127.0.0.1):
 
 It (re)creates the database ``taskruns_trace``, makes a member, a project, a task, a run and a key,
 sends five PATCHes to warm the process (imports, the key's last use, prepared statements), then
-traces the sixth with ``sys.setprofile`` and prints every distinct function of ``taskruns/``
-it called (comprehensions and lambdas counted with the function that holds them), by module, and the totals: a measure of how much of the app a reader must follow to
-understand a PATCH. It uses only the app's public pieces, so the same script traces older code.
+traces the sixth with ``sys.setprofile`` and prints every distinct function of ``taskruns/`` it
+called (comprehensions and lambdas counted with the function that holds them), by module, and the
+totals: a measure of how much of the app a reader must follow to understand a PATCH. It uses only
+the app's public pieces, so the same script traces older code.
 """
 
 from __future__ import annotations
