@@ -17,7 +17,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
 
-from .keys import KEY_MARK, accepts, find_active_key
+from .keys import KEY_MARK, find_active_key
 from .models import ApiKey
 
 # How stale `last_used_at` may get before a request refreshes it: one write per key per
@@ -58,10 +58,10 @@ class ApiKeyAuthentication(BaseAuthentication):
         _touch(api_key)
         return api_key.user, api_key
 
-    def accepts(self, api_key: ApiKey | None) -> bool:
-        """Whether a key found by its prefix and hash authenticates (taskruns.keys.accepts:
-        not expired, its user active)."""
-        return accepts(api_key)
+    def accepts(self, api_key: ApiKey) -> bool:
+        """Whether a key found by its prefix and hash authenticates: it has not expired and its
+        user is active. The hook for a host's subclass that refuses more keys."""
+        return not api_key.is_expired() and bool(api_key.user.is_active)
 
     def authenticate_header(self, request: Request) -> str:
         return f'{self.keyword} realm="api"'

@@ -87,14 +87,6 @@ def _keys_of_users() -> str:
     )
 
 
-def accepts(api_key: ApiKey | None, now: datetime | None = None) -> bool:
-    """Whether a key found by find_active_key authenticates: it has not expired and its user
-    is active."""
-    if api_key is None or api_key.is_expired(now):
-        return False
-    return bool(api_key.user.is_active)
-
-
 def revoke(keys: QuerySet[ApiKey]) -> int:
     """Revoke the given active keys now; returns how many were revoked."""
     return keys.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())

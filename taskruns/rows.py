@@ -8,7 +8,6 @@ through a queryset on every backend.
 
 from __future__ import annotations
 
-import datetime
 import functools
 from collections.abc import Sequence
 from typing import Any, TypeVar
@@ -77,11 +76,6 @@ def fetch_one(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
         return row
 
 
-def binds_on_server() -> bool:
-    """Whether fetch_one sends parameters apart from the statement's text (psycopg 3)."""
-    return connection.vendor == "postgresql" and psycopg3()
-
-
 @functools.cache
 def psycopg3() -> bool:
     """Whether Django's PostgreSQL backend runs on psycopg 3."""
@@ -91,7 +85,8 @@ def psycopg3() -> bool:
 
 
 def _server_bound_cursor() -> Any:
-    if not binds_on_server():
+    """A cursor that sends parameters apart from the statement's text: with psycopg 3 only."""
+    if connection.vendor != "postgresql" or not psycopg3():
         return connection.cursor()
     from django.db.backends.postgresql.base import ServerBindingCursor
 
@@ -103,17 +98,4 @@ def _server_bound_cursor() -> Any:
         cursor = connection.cursor()
     finally:
         client.cursor_factory = usual
-    if connection.timezone is datetime.UTC:
-        # Django reads timestamps with a loader written in Python, there to give them the
-        # connection's time zone; when that zone is UTC (USE_TZ, no database TIME_ZONE: the
-        # session's zone is UTC too), psycopg's own loader, in C, gives the same values.
-        cursor.cursor.adapters.register_loader("timestamptz", _psycopg_timestamptz_loader())
     return cursor
-
-
-@functools.cache
-def _psycopg_timestamptz_loader() -> Any:
-    import psycopg
-    from psycopg.pq import Format
-
-    return psycopg.adapters.get_loader(psycopg.adapters.types["timestamptz"].oid, Format.TEXT)

@@ -72,6 +72,10 @@ class Plan:
     state_remove: tuple[str, ...] = ()
     state_merge: Mapping[str, Any] = field(default_factory=dict)
     max_state_bytes: int = 0
+    # Derived by plan_for: whether the state changes, and the history-event moves the plan may
+    # make, as (event kind, column).
+    changes_state: bool = False
+    moves: tuple[tuple[str, str], ...] = ()
 
     @property
     def status_sources(self) -> list[str]:
@@ -93,30 +97,24 @@ class Plan:
         return self.status in TERMINAL_STATUSES
 
     @property
-    def changes_state(self) -> bool:
-        return bool(self.state_remove or self.state_merge)
-
-    @property
-    def moves(self) -> tuple[tuple[str, str], ...]:
-        """The history-event moves this plan may make: (event kind, column)."""
-        named = {"status": self.status is not None, "environment": self.environment is not None}
-        return tuple((kind, column) for kind, column in MOVES if named[column])
-
-    @property
     def keys_set(self) -> list[str]:
         return sorted(self.state_merge)
 
 
 def plan_for(changes: Mapping[str, Any]) -> Plan:
     """The plan of a validated PATCH (any subset of TaskRunUpdateSerializer's fields)."""
+    state_remove = tuple(changes.get("state_remove_keys") or ())
+    state_merge = dict(changes.get("state") or {})
     return Plan(
         status=changes.get("status"),
         environment=changes.get("environment"),
         fields={name: changes[name] for name in PLAIN_FIELDS if name in changes},
         output=OutputChange.of(changes["output"]) if "output" in changes else None,
-        state_remove=tuple(changes.get("state_remove_keys") or ()),
-        state_merge=dict(changes.get("state") or {}),
+        state_remove=state_remove,
+        state_merge=state_merge,
         max_state_bytes=app_settings.MAX_STATE_BYTES,
+        changes_state=bool(state_remove or state_merge),
+        moves=tuple((kind, column) for kind, column in MOVES if changes.get(column) is not None),
     )
 
 

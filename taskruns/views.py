@@ -18,6 +18,7 @@ from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.metadata import SimpleMetadata
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.request import Request
@@ -30,7 +31,6 @@ from .etags import etag_for, if_match_versions, if_none_match_hits
 from .exceptions import DatabaseUnavailable, PreconditionFailed, TaskRunsError
 from .history import Actor
 from .models import Project, Task, TaskRun, TaskRunEvent, TaskRunLogEntry
-from .negotiation import RememberedContentNegotiation
 from .openapi import TaskRunsAutoSchema
 from .parsers import TaskRunsJSONParser
 from .renderers import TaskRunsJSONRenderer
@@ -64,13 +64,13 @@ class ProjectScopedViewSet(viewsets.GenericViewSet[Any]):
 
     Everything DRF would take from the host's ``REST_FRAMEWORK`` defaults is the app's own here:
     authentication, permissions and the exception handler come from ``TASKRUNS`` (read on each
-    request), and parsing, rendering, pagination, filtering, throttling, versioning and
-    OPTIONS metadata are fixed, so adopting the app changes nothing on the host's routes and
+    request), and parsing, rendering, content negotiation, pagination, filtering, throttling,
+    versioning and OPTIONS metadata are fixed, so adopting the app changes nothing on the host's routes and
     the host's defaults change nothing on the app's."""
 
     parser_classes = [TaskRunsJSONParser]
     renderer_classes = [TaskRunsJSONRenderer, BrowsableAPIRenderer]
-    content_negotiation_class = RememberedContentNegotiation
+    content_negotiation_class = DefaultContentNegotiation
     lookup_value_regex = "[^/]+"  # anything up to the next slash reaches the view and 404s as JSON
     pagination_class = TaskRunsPagination
     filter_backends = ()
@@ -114,9 +114,13 @@ class ProjectScopedViewSet(viewsets.GenericViewSet[Any]):
             exc = DatabaseUnavailable()
         response = super().handle_exception(exc)
         # Whatever shape the configured exception handler gives errors, a conflict also tells
-        # the client the run's current status (and allowed targets) so it can recover.
+        # the client the run's current status (and allowed targets) so it can recover, and a
+        # failed precondition the current run and its ETag.
         if isinstance(exc, TaskRunsError) and isinstance(response.data, dict):
             response.data.update(exc.extra)
+        if isinstance(exc, PreconditionFailed) and isinstance(response.data, dict):
+            response.data["run"] = TaskRunSerializer(exc.run, context=self.get_serializer_context()).data
+            response["ETag"] = etag_for(exc.run)
         return response
 
 
@@ -233,8 +237,12 @@ class TaskRunViewSet(
     @extend_schema(request=TaskRunCreateSerializer, responses={201: TaskRunSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         task = self.get_task()
-        data = self.validated(TaskRunCreateSerializer)
-        return self.run_response(updates.create_run(task, actor=self.actor, **data), status=201)
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return self.run_response(self.perform_create(serializer, task), status=201)
+
+    def perform_create(self, serializer: Any, task: Task) -> TaskRun:
+        return updates.create_run(task, actor=self.actor, **serializer.validated_data)
 
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         run = self.get_object()
@@ -244,10 +252,16 @@ class TaskRunViewSet(
 
     @extend_schema(request=TaskRunUpdateSerializer, responses=TaskRunSerializer)
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        changes = self.validated(TaskRunUpdateSerializer)
-        # No read first: scope, precondition and rules are all checked by the write itself.
-        run = updates.update_run(self.run_id, changes, self.actor, **self.write_conditions())
-        return self.run_response(run)
+        # DRF's UpdateModelMixin reads the object first; here the write itself checks the
+        # scope, the precondition and the rules, so the serializer has no instance.
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return self.run_response(self.perform_update(serializer))
+
+    def perform_update(self, serializer: Any) -> TaskRun:
+        return updates.update_run(
+            self.run_id, serializer.validated_data, self.actor, **self.write_conditions()
+        )
 
     @extend_schema(request=None, responses=TaskRunSerializer)
     @action(detail=True, methods=["post"])
@@ -261,7 +275,11 @@ class TaskRunViewSet(
         """Replace the run's output; validated against the task's JSON Schema, and a valid
         output completes a non-terminal run of a task that has one."""
         run = self.get_object()
-        output = self.validated(SetOutputSerializer, task=run.task)["output"]
+        serializer = self.get_serializer(
+            data=request.data, context={**self.get_serializer_context(), "task": run.task}
+        )
+        serializer.is_valid(raise_exception=True)
+        output = serializer.validated_data["output"]
         complete = run.task.json_schema is not None
         return self.run_response(
             updates.set_output(run.pk, output, complete=complete, actor=self.actor, **self.write_conditions())
@@ -272,8 +290,11 @@ class TaskRunViewSet(
     def append_log(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Append entries to the run's log, in order. The run's version does not change."""
         run = self.get_object()
-        entries = self.validated(AppendLogSerializer)["entries"]
-        updates.append_log(run, entries, if_match=self.write_conditions()["if_match"])
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        updates.append_log(
+            run, serializer.validated_data["entries"], if_match=self.write_conditions()["if_match"]
+        )
         return self.run_response(run)
 
     @extend_schema(responses={(200, "application/x-ndjson"): OpenApiTypes.STR})
@@ -309,21 +330,6 @@ class TaskRunViewSet(
             "scope": self.run_scope(),
             "if_match": if_match_versions(self.request.headers.get("If-Match")),
         }
-
-    def handle_exception(self, exc: Any) -> Any:
-        response = super().handle_exception(exc)
-        if isinstance(exc, PreconditionFailed) and isinstance(response.data, dict):
-            response.data["run"] = TaskRunSerializer(exc.run, context=self.get_serializer_context()).data
-            response["ETag"] = etag_for(exc.run)
-        return response
-
-    def validated(self, serializer_class: Any, **context: Any) -> dict[str, Any]:
-        serializer = serializer_class(
-            data=self.request.data, context={**self.get_serializer_context(), **context}
-        )
-        serializer.is_valid(raise_exception=True)
-        validated: dict[str, Any] = serializer.validated_data
-        return validated
 
     def run_response(self, run: TaskRun, status: int = 200) -> Response:
         data = TaskRunSerializer(run, context=self.get_serializer_context()).data
