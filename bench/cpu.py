@@ -76,9 +76,14 @@ def patch(handler, path: str, key: str, number: int) -> None:
 
 def cpu_of(handler, paths: list[str], key: str, requests: int) -> tuple[float, float]:
     """Milliseconds of CPU per PATCH: this process's, and its database backend's."""
+    return cpu_of_calls(lambda number: patch(handler, random.choice(paths), key, number), requests)
+
+
+def cpu_of_calls(send, requests: int) -> tuple[float, float]:
+    """Milliseconds of CPU per ``send(number)``: this process's, and its database backend's."""
     (pid, backend_before), app_before = backend_cpu(), time.process_time()
     for number in range(requests):
-        patch(handler, random.choice(paths), key, number)
+        send(number)
     app_after, (pid_after, backend_after) = time.process_time(), backend_cpu()
     if pid_after != pid:
         raise SystemExit("the database connection was closed between requests: set CONN_MAX_AGE")

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable
 from contextlib import contextmanager
 
-from .cpu import backend_cpu, patch
+from .cpu import cpu_of_calls, patch
 from .run import TARGETS, set_up
 
 
@@ -72,18 +72,6 @@ def get(handler, path: str, key: str) -> None:
         raise SystemExit(f"{path}: {statuses[0]}")
 
 
-def cpu_per_request(send, requests: int) -> float:
-    import time
-
-    (pid, backend_before), app_before = backend_cpu(), time.process_time()
-    for number in range(requests):
-        send(number)
-    app_after, (pid_after, backend_after) = time.process_time(), backend_cpu()
-    if pid_after != pid:
-        raise SystemExit("the database connection was closed between requests: set CONN_MAX_AGE")
-    return 1000 * ((app_after - app_before) + (backend_after - backend_before)) / requests
-
-
 def set_prepared(on: bool) -> None:
     from django.db import connection
 
@@ -123,7 +111,7 @@ def main() -> int:
                     for kind, send in kinds.items():
                         for number in range(100):  # warm: plans, prepared statements
                             send(number)
-                        ms = cpu_per_request(send, args.requests)
+                        ms = sum(cpu_of_calls(send, args.requests))
                         key = (name, "on" if prepared else "off", kind)
                         measured.setdefault(key, []).append(ms)
                         print(

@@ -69,13 +69,12 @@ class RunsElsewhere:
 
 
 @pytest.mark.postgres
-def test_the_prepared_statement_mode_is_named(settings):
+def test_the_prepared_statement_mode_is_named(monkeypatch):
+    from django.conf import settings
+
     messages = {message.id: message.msg for message in check_fast_paths()}
     assert "after 5 runs" in messages["taskruns.I001"]  # the demo settings' prepare_threshold
-    settings.DATABASES = {
-        **settings.DATABASES,
-        "default": {**settings.DATABASES["default"], "OPTIONS": {"prepare_threshold": None}},
-    }
+    monkeypatch.setitem(settings.DATABASES["default"]["OPTIONS"], "prepare_threshold", None)
     assert check_fast_paths()[-1].msg.startswith("Prepared statements are off")
 
 
