@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from django.db import connection
+from django.db import connections
 from django.db.models import Exists, Q, QuerySet
 
 from .conf import app_settings
@@ -73,18 +73,19 @@ class RunScope:
             project__in=visible_projects(self.request),
         )
 
-    def sql(self, run_alias: str) -> tuple[str, list[Any]]:
+    def sql(self, run_alias: str, using: str) -> tuple[str, list[Any]]:
         """A condition that the run row ``run_alias`` is in scope.
 
         Every check but the run's own columns is on the request's constants (the task, the
         project, the user, the key). Under the default policy on PostgreSQL they are one call of
         the function made by migration 0005, whose queries are planned once per connection;
         otherwise they are one-time subqueries, planned with each statement."""
+        connection = connections[using]
         task_id = Task._meta.pk.get_db_prep_value(self.task_id, connection)
         sql = f"{run_alias}.task_id = %s AND {run_alias}.project_id = %s AND "
         params = [task_id, self.project_id]
         policy = app_settings.import_from("ACCESS_POLICY")()
-        if _reach_function_applies(policy):
+        if _reach_function_applies(policy, connection.vendor):
             user = self.request.user
             user_id = user.pk if getattr(user, "is_authenticated", False) else None
             api_key_id = self.request.auth.pk if isinstance(self.request.auth, ApiKey) else None
@@ -120,5 +121,5 @@ class RunScope:
         return sql, params
 
 
-def _reach_function_applies(policy: Any) -> bool:
-    return connection.vendor == "postgresql" and type(policy) is ProjectMembershipPolicy
+def _reach_function_applies(policy: Any, vendor: str) -> bool:
+    return vendor == "postgresql" and type(policy) is ProjectMembershipPolicy

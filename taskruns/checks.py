@@ -7,7 +7,7 @@ from typing import Any
 from django.apps import apps
 from django.conf import settings as django_settings
 from django.core import checks
-from django.db import DEFAULT_DB_ALIAS, router
+from django.db import DEFAULT_DB_ALIAS
 from django.utils.module_loading import import_string
 
 from . import rows
@@ -83,18 +83,16 @@ def check_fast_paths(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
     """Say which of the write path's fast paths are off, and why, instead of falling back
     silently (taskruns.executors, taskruns.rows, taskruns.access)."""
     messages: list[checks.CheckMessage] = []
-    alias = router.db_for_write(TaskRun)
+    alias = rows.database_of(TaskRun)
     if alias != DEFAULT_DB_ALIAS:
         messages.append(
-            checks.Warning(
-                f"The database router sends taskruns' runs to {alias!r}: PATCHes use the Python "
-                "executor (a locked row saved in a transaction), and the hand-written reads of a run "
-                "and of a key still use the default database.",
-                hint="Route taskruns' models to the default database.",
-                id="taskruns.W003",
+            checks.Info(
+                f"The database routers write taskruns' runs to {alias!r}: the app's statements, reads "
+                "and transactions use that alias.",
+                id="taskruns.I003",
             )
         )
-    database = django_settings.DATABASES.get(DEFAULT_DB_ALIAS, {})
+    database = django_settings.DATABASES.get(alias, {})
     if database.get("ENGINE") != "django.db.backends.postgresql":
         return messages
     policy = app_settings.ACCESS_POLICY

@@ -7,11 +7,10 @@
   the history (taskruns.postgres), so writers to one run queue only for the statement. When no
   row qualifies, one read and the rule book say why: 404, 412 or 409.
 
-``executor_for()`` makes the choice, in this one place: PostgreSQL's executor where the runs
-live on the default database and it is PostgreSQL, the Python one everywhere else (another
-database, or a router that sends the runs to another alias: the hand-written statements use the
-default connection; system check taskruns.W003 says so). tests/test_differential.py runs both
-on PostgreSQL and compares rows, errors and history.
+``executor_for()`` makes the choice, in this one place: PostgreSQL's executor where the database
+the host's routers write the runs to is PostgreSQL, the Python one everywhere else; either works
+on that database alias (taskruns.rows.database_of). tests/test_differential.py runs both on
+PostgreSQL and compares rows, errors and history.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any, Protocol
 
-from django.db import DEFAULT_DB_ALIAS, connection, router, transaction
+from django.db import connections, transaction
 from django.db.models import F
 from rest_framework.exceptions import NotFound
 
@@ -53,6 +52,9 @@ class Executor(Protocol):
 
 
 class PythonExecutor:
+    def __init__(self, using: str) -> None:
+        self.using = using
+
     def patch(
         self,
         run_id: Any,
@@ -63,7 +65,7 @@ class PythonExecutor:
         now: datetime,
         actor: Actor,
     ) -> tuple[TaskRun, list[Change]]:
-        with transaction.atomic():
+        with transaction.atomic(using=self.using):
             run = lock_run(run_id, scope, if_match)
             history = rules.apply(plan, run, now)
             run.version += 1
@@ -76,6 +78,9 @@ class PostgresExecutor:
     #: Tries when no row qualified but the read finds nothing to refuse (the run changed in
     #: between): then the statement is sent again.
     attempts = 3
+
+    def __init__(self, using: str) -> None:
+        self.using = using
 
     def patch(
         self,
@@ -90,7 +95,7 @@ class PostgresExecutor:
         current: TaskRun | None = None
         for _ in range(self.attempts):
             written = postgres.patch_in_one_statement(
-                run_id, plan, scope=scope, if_match=if_match, now=now, actor=actor
+                run_id, plan, scope=scope, if_match=if_match, now=now, actor=actor, using=self.using
             )
             if written is not None:
                 run, old_status, old_environment = written
@@ -111,35 +116,40 @@ class PostgresExecutor:
 
 def executor_for() -> Executor:
     """The executor for the database the runs are written to."""
-    if router.db_for_write(TaskRun) == DEFAULT_DB_ALIAS and connection.vendor == "postgresql":
-        return PostgresExecutor()
-    return PythonExecutor()
+    using = rows.database_of(TaskRun)
+    if connections[using].vendor == "postgresql":
+        return PostgresExecutor(using)
+    return PythonExecutor(using)
 
 
 def read_run(run_id: Any, scope: RunScope | None) -> TaskRun | None:
     """The run ``run_id`` if it is in ``scope`` (None: any run); one hand-written query."""
-    scope_sql, scope_params = scope.sql("run") if scope is not None else ("TRUE", [])
+    using = rows.database_of(TaskRun)
+    scope_sql, scope_params = scope.sql("run", using) if scope is not None else ("TRUE", [])
     sql = (
-        f"SELECT {rows.columns(TaskRun, 'run')} FROM {TaskRun._meta.db_table} run "
+        f"SELECT {rows.columns(TaskRun, 'run', using)} FROM {TaskRun._meta.db_table} run "
         f"WHERE run.id = %s AND {scope_sql}"
     )
-    row = rows.fetch_one(sql, [TaskRun._meta.pk.get_db_prep_value(run_id, connection), *scope_params])
-    return None if row is None else rows.instance(TaskRun, row)
+    run_key = TaskRun._meta.pk.get_db_prep_value(run_id, connections[using])
+    row = rows.fetch_one(sql, [run_key, *scope_params], using)
+    return None if row is None else rows.instance(TaskRun, row, using)
 
 
 def lock_run(run_id: Any, scope: RunScope | None = None, if_match: Versions = None) -> TaskRun:
     """Read the latest row of a run in ``scope``, locked against other writers until the
     transaction ends. Raises NotFound out of scope, PreconditionFailed on an ``If-Match`` miss."""
-    runs = TaskRun.objects.select_related("task")
+    using = rows.database_of(TaskRun)
+    features = connections[using].features
+    runs = TaskRun.objects.using(using).select_related("task")
     if scope is not None:
         runs = runs.filter(pk__in=scope.runs().values("pk"))
-    if connection.features.has_select_for_update:
-        of = ("self",) if connection.features.has_select_for_update_of else ()
+    if features.has_select_for_update:
+        of = ("self",) if features.has_select_for_update_of else ()
         runs = runs.select_for_update(of=of)
     else:
         # SQLite has no row locks. Writing first takes its database-wide write lock, so no
         # other writer can read-modify-write between our read and our save.
-        TaskRun.objects.filter(pk=run_id).update(version=F("version"))
+        TaskRun.objects.using(using).filter(pk=run_id).update(version=F("version"))
     run = runs.filter(pk=run_id).first()
     if run is None:
         raise NotFound()

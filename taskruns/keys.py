@@ -47,7 +47,7 @@ def issue_key(
     if set) and return it with the raw key."""
     api_key = ApiKey(user=user, name=name, expires_at=expires_at)
     raw_key = assign_new_key(api_key)
-    with transaction.atomic():
+    with transaction.atomic(using=rows.database_of(ApiKey)):
         api_key.save()
         if projects:
             api_key.projects.set(projects)
@@ -59,18 +59,19 @@ def find_active_key(raw_key: str) -> ApiKey | None:
     if not is_well_formed(raw_key):
         return None
     user_model = get_user_model()
+    using = rows.database_of(ApiKey)
     sql = (
-        f"SELECT {rows.columns(ApiKey, 'k')}, {rows.columns(user_model, 'u')} "
+        f"SELECT {rows.columns(ApiKey, 'k', using)}, {rows.columns(user_model, 'u', using)} "
         f"FROM {_keys_of_users()} WHERE k.prefix = %s AND k.revoked_at IS NULL"
     )
-    row = rows.fetch_one(sql, [raw_key[:PREFIX_LENGTH]])  # on every request: hand-written
+    row = rows.fetch_one(sql, [raw_key[:PREFIX_LENGTH]], using)  # on every request: hand-written
     if row is None:
         return None
     split = rows.width(ApiKey)
-    candidate = rows.instance(ApiKey, row[:split])
+    candidate = rows.instance(ApiKey, row[:split], using)
     if not hmac.compare_digest(candidate.key_hash, hash_key(raw_key)):
         return None
-    candidate.user = rows.instance(user_model, row[split:])
+    candidate.user = rows.instance(user_model, row[split:], using)
     return candidate
 
 

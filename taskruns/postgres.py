@@ -20,7 +20,7 @@ from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
 
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connections, transaction
 
 from . import rows
 from .access import RunScope
@@ -46,6 +46,7 @@ def patch_statement(
     if_match: Iterable[int] | None,
     now: datetime,
     actor: Actor,
+    using: str,
 ) -> tuple[str, list[Any]]:
     """The SQL and parameters of the one-statement PATCH of ``run_id`` within ``scope``,
     history rows included.
@@ -103,18 +104,18 @@ def patch_statement(
         conditions.append("run.version = ANY(%s)")
         condition_params.append(sorted(if_match))
 
-    columns = rows.columns(TaskRun, "run")
+    columns = rows.columns(TaskRun, "run", using)
     where = "".join(f" AND {condition}" for condition in conditions)
     if not plan.moves:
-        scope_sql, scope_params = scope.sql("run") if scope is not None else ("TRUE", [])
+        scope_sql, scope_params = scope.sql("run", using) if scope is not None else ("TRUE", [])
         sql = (
             f"UPDATE {RUN} AS run SET {', '.join(sets)} WHERE run.id = %s AND {scope_sql}{where} "
             f"RETURNING {columns}, run.status AS old_status, run.environment AS old_environment"
         )
         return sql, [*params, run_id, *scope_params, *condition_params]
 
-    scope_sql, scope_params = scope.sql("locked") if scope is not None else ("TRUE", [])
-    history_sql, history_params = _history_insert(plan, now, actor)
+    scope_sql, scope_params = scope.sql("locked", using) if scope is not None else ("TRUE", [])
+    history_sql, history_params = _history_insert(plan, now, actor, using)
     sql = (
         f"WITH old AS (SELECT id, status, environment FROM {RUN} AS locked "
         f"WHERE id = %s AND {scope_sql} FOR UPDATE), "
@@ -135,7 +136,7 @@ def _merged_state(plan: Plan) -> tuple[str, list[Any]]:
     return "run.state || %s::jsonb", [sent]
 
 
-def _history_insert(plan: Plan, now: datetime, actor: Actor) -> tuple[str, list[Any]]:
+def _history_insert(plan: Plan, now: datetime, actor: Actor, using: str) -> tuple[str, list[Any]]:
     """INSERT … SELECT of one event per moved column, from the ``updated`` row; the same
     fields as taskruns.history.record writes on the other path (taskruns.rules.history)."""
     keys_set = _jsonb(plan.keys_set)
@@ -143,7 +144,7 @@ def _history_insert(plan: Plan, now: datetime, actor: Actor) -> tuple[str, list[
     user_id = getattr(actor.user, "pk", None)
     api_key_id = actor.api_key.pk if actor.api_key else None
     # The type of the host's user model's key (integer, bigint, uuid…), for the NULL it may be.
-    user_key = TaskRunEvent._meta.get_field("actor_user").rel_db_type(connection)
+    user_key = TaskRunEvent._meta.get_field("actor_user").rel_db_type(connections[using])
     selects, params = [], []
     for kind, column in plan.moves:
         selects.append(
@@ -164,17 +165,21 @@ def patch_in_one_statement(
     if_match: Iterable[int] | None,
     now: datetime,
     actor: Actor,
+    using: str,
 ) -> tuple[TaskRun, str, str] | None:
     """Run the statement; the updated run with the status and environment it had before, or
     None when no row qualified. Raises StateTooLarge, having
     written nothing, when the merged state is over the limit."""
-    sql, params = patch_statement(run_id, plan, scope=scope, if_match=if_match, now=now, actor=actor)
+    sql, params = patch_statement(
+        run_id, plan, scope=scope, if_match=if_match, now=now, actor=actor, using=using
+    )
     try:
         # Inside a transaction, a savepoint keeps the caller's transaction usable after the
         # statement fails; in autocommit (a request) the statement is its own transaction.
-        savepoint = transaction.atomic() if connection.in_atomic_block else nullcontext()
+        in_transaction = connections[using].in_atomic_block
+        savepoint = transaction.atomic(using=using) if in_transaction else nullcontext()
         with savepoint:
-            row = rows.fetch_one(sql, params)
+            row = rows.fetch_one(sql, params, using)
     except DatabaseError as exc:
         if getattr(exc.__cause__, "sqlstate", None) == STATE_TOO_LARGE:
             raise StateTooLarge(limit=plan.max_state_bytes) from None
@@ -183,7 +188,7 @@ def patch_in_one_statement(
         return None
     width = rows.width(TaskRun)
     old_status, old_environment = row[width:]
-    return rows.instance(TaskRun, row[:width]), old_status, old_environment
+    return rows.instance(TaskRun, row[:width], using), old_status, old_environment
 
 
 def _jsonb(value: Any) -> str:

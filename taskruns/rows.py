@@ -12,7 +12,7 @@ import functools
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections, router
 from django.db.models import Model
 
 from .storedjson import StoredJSON, StoredJSONField
@@ -20,8 +20,16 @@ from .storedjson import StoredJSON, StoredJSONField
 ModelT = TypeVar("ModelT", bound=Model)
 
 
+def database_of(model: type[Model]) -> str:
+    """The database alias the app's hand-written statements and transactions use for ``model``:
+    the one the host's routers write it to. Reads go there too, so that an agent always reads
+    what it has just written (a read replica's lag never shows)."""
+    return router.db_for_write(model) or DEFAULT_DB_ALIAS
+
+
 @functools.lru_cache(maxsize=32)
-def _fields_and_converters(model: type[Model]) -> tuple[tuple[bool, Any, list[Any]], ...]:
+def _fields_and_converters(model: type[Model], using: str) -> tuple[tuple[bool, Any, list[Any]], ...]:
+    connection = connections[using]
     table = model._meta.db_table
     result: list[tuple[bool, Any, list[Any]]] = []
     for field in model._meta.concrete_fields:
@@ -32,33 +40,34 @@ def _fields_and_converters(model: type[Model]) -> tuple[tuple[bool, Any, list[An
 
 
 @functools.lru_cache(maxsize=64)
-def columns(model: type[Model], alias: str) -> str:
+def columns(model: type[Model], alias: str, using: str) -> str:
     """The select list of ``model``'s concrete columns, qualified by ``alias``, in field order."""
-    return ", ".join(
-        f"{alias}.{connection.ops.quote_name(str(f.column))}" for f in model._meta.concrete_fields
-    )
+    quote = connections[using].ops.quote_name
+    return ", ".join(f"{alias}.{quote(str(f.column))}" for f in model._meta.concrete_fields)
 
 
 def width(model: type[Model]) -> int:
     return len(model._meta.concrete_fields)
 
 
-def instance(model: type[ModelT], values: Sequence[Any]) -> ModelT:
+def instance(model: type[ModelT], values: Sequence[Any], using: str) -> ModelT:
     """A ``model`` instance from ``values`` in the order of columns(model, …).
 
     The JSON text of a StoredJSONField is kept as it came (see taskruns.storedjson)."""
+    connection = connections[using]
     converted: list[Any] = []
-    for (stored_json, column, converters), value in zip(_fields_and_converters(model), values, strict=True):
+    fields = _fields_and_converters(model, using)
+    for (stored_json, column, converters), value in zip(fields, values, strict=True):
         if stored_json and isinstance(value, str):
             value = StoredJSON(value)
         else:
             for converter in converters:
                 value = converter(value, column, connection)
         converted.append(value)
-    return model.from_db(connection.alias, None, converted)  # type: ignore[arg-type]
+    return model.from_db(using, None, converted)  # type: ignore[arg-type]
 
 
-def fetch_one(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+def fetch_one(sql: str, params: Sequence[Any], using: str) -> tuple[Any, ...] | None:
     """Run one of the hot paths' statements; its first row, or None.
 
     Django binds parameters into the SQL text on the client, so PostgreSQL parses and plans
@@ -70,7 +79,7 @@ def fetch_one(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
     PATCH statement. Only the cursor's class changes: the cursor is still Django's, with its
     error wrapping, query logging and execute wrappers.
     """
-    with _server_bound_cursor() as cursor:
+    with _server_bound_cursor(connections[using]) as cursor:
         cursor.execute(sql, params)
         row: tuple[Any, ...] | None = cursor.fetchone()
         return row
@@ -84,7 +93,7 @@ def psycopg3() -> bool:
     return bool(getattr(base, "is_psycopg3", False))
 
 
-def _server_bound_cursor() -> Any:
+def _server_bound_cursor(connection: Any) -> Any:
     """A cursor that sends parameters apart from the statement's text: with psycopg 3 only."""
     if connection.vendor != "postgresql" or not psycopg3():
         return connection.cursor()

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from . import rules, signals
+from . import rows, rules, signals
 from .access import RunScope
 from .conf import app_settings
 from .exceptions import AlreadyActiveInCloud, CloudStartFailed, LogFull
@@ -42,7 +42,7 @@ def create_run(
     actor: Actor = SYSTEM,
 ) -> TaskRun:
     """Create a run of ``task``, record it and announce it once committed."""
-    with transaction.atomic():
+    with transaction.atomic(using=rows.database_of(TaskRun)):
         run = TaskRun.objects.create(
             task=task, project_id=task.project_id, status=status, environment=environment
         )
@@ -86,7 +86,7 @@ def set_output(
 ) -> TaskRun:
     """Replace a run's output (already validated against its task's schema). With ``complete``,
     a non-terminal run also moves to ``completed`` when the transition table allows it."""
-    with transaction.atomic():
+    with transaction.atomic(using=rows.database_of(TaskRun)):
         run = lock_run(run_id, scope, if_match)
         run.output = output
         history = [Change(Kind.OUTPUT_SET)]
@@ -103,7 +103,7 @@ def resume_in_cloud(
 
     The host's CLOUD_STARTER runs inside the transaction: if it raises, nothing is written.
     """
-    with transaction.atomic():
+    with transaction.atomic(using=rows.database_of(TaskRun)):
         run = lock_run(run_id, scope, if_match)
         if run.environment == TaskRunEnvironment.CLOUD and run.status in (
             TaskRunStatus.QUEUED,
@@ -135,7 +135,7 @@ def append_log(run: TaskRun, entries: list[dict[str, Any]], if_match: Versions =
     concurrent appends cannot pass the limit together."""
     check_version(run, if_match)
     limit = app_settings.LOG_MAX_ENTRIES_PER_RUN
-    with transaction.atomic():
+    with transaction.atomic(using=rows.database_of(TaskRun)):
         counted = TaskRun.objects.filter(pk=run.pk, log_entry_count__lte=limit - len(entries)).update(
             log_entry_count=F("log_entry_count") + len(entries)
         )

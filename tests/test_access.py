@@ -203,7 +203,7 @@ def test_run_scope_sql_selects_the_same_runs_as_its_queryset(run, user, caller, 
     request = Request()
     request.user, request.auth = who, auth
     scope = RunScope(request, run.project_id, run.task_id)
-    sql, params = scope.sql("run")
+    sql, params = scope.sql("run", "default")
     assert ("taskruns_may_reach(" in sql) == (connection.vendor == "postgresql" and "Another" not in policy)
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT id FROM {TaskRun._meta.db_table} AS run WHERE {sql}", params)

@@ -58,9 +58,9 @@ def test_every_setting_has_a_check():
     assert set(DEFAULTS) == CHECKED_KEYS
 
 
-def test_a_router_that_sends_the_runs_elsewhere_is_a_warning(settings):
+def test_a_router_that_sends_the_runs_elsewhere_is_named(settings):
     settings.DATABASE_ROUTERS = [f"{__name__}.RunsElsewhere"]
-    assert "taskruns.W003" in {message.id for message in check_fast_paths()}
+    assert "taskruns.I003" in {message.id for message in check_fast_paths()}
 
 
 class RunsElsewhere:

@@ -131,8 +131,8 @@ def test_both_executors_give_the_same_rows_errors_and_history(settings_limit, tw
         version = TaskRun.objects.get(pk=by_python.pk).version
         if_match = None if precondition is None else {version + precondition}
         moment = now + timedelta(seconds=number)
-        python = outcome(PythonExecutor(), by_python.pk, plan, if_match, moment)
-        postgres = outcome(PostgresExecutor(), by_postgres.pk, plan, if_match, moment)
+        python = outcome(PythonExecutor("default"), by_python.pk, plan, if_match, moment)
+        postgres = outcome(PostgresExecutor("default"), by_postgres.pk, plan, if_match, moment)
         assert python == postgres, (number, changes)
         assert row_of(by_python.pk) == row_of(by_postgres.pk), (number, changes)
     assert history_of(by_python.pk) == history_of(by_postgres.pk)
