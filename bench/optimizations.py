@@ -44,10 +44,60 @@ def without_reach_function():
         access._reach_function_applies = original
 
 
+@contextmanager
+def without_remembered_negotiation():
+    """DRF's own content negotiation instead of taskruns.negotiation's remembered choice."""
+    from rest_framework.negotiation import DefaultContentNegotiation
+
+    from taskruns.views import ProjectScopedViewSet
+
+    original = ProjectScopedViewSet.content_negotiation_class
+    ProjectScopedViewSet.content_negotiation_class = DefaultContentNegotiation
+    try:
+        yield
+    finally:
+        ProjectScopedViewSet.content_negotiation_class = original
+
+
+@contextmanager
+def without_c_timestamp_loader():
+    """Django's timestamp loader on the hot statements' cursors (taskruns.rows registers
+    psycopg's C one only when the connection's zone is datetime.UTC itself)."""
+    import zoneinfo
+
+    from django.db import connection
+
+    original = connection.__dict__.get("timezone")
+    connection.__dict__["timezone"] = zoneinfo.ZoneInfo("UTC")
+    try:
+        yield
+    finally:
+        if original is None:
+            connection.__dict__.pop("timezone", None)
+        else:
+            connection.__dict__["timezone"] = original
+
+
+@contextmanager
+def without_time_zone_cache():
+    """A DateTimeField made for each response instead of one kept per time zone."""
+    from taskruns import serializers
+
+    original = serializers._datetime_field
+    serializers._datetime_field = original.__wrapped__
+    try:
+        yield
+    finally:
+        serializers._datetime_field = original
+
+
 def variants() -> dict[str, Callable]:
     return {
         "all on": nothing_off,
         "without the reach function": without_reach_function,
+        "without remembered negotiation": without_remembered_negotiation,
+        "without the C timestamp loader": without_c_timestamp_loader,
+        "without the time-zone cache": without_time_zone_cache,
     }
 
 

@@ -8,6 +8,7 @@ through a queryset on every backend.
 
 from __future__ import annotations
 
+import datetime
 import functools
 from collections.abc import Sequence
 from typing import Any, TypeVar
@@ -107,4 +108,17 @@ def _server_bound_cursor(connection: Any) -> Any:
         cursor = connection.cursor()
     finally:
         client.cursor_factory = usual
+    if connection.timezone is datetime.UTC:
+        # Django reads timestamps with a loader written in Python, there to give them the
+        # connection's time zone; when that zone is UTC (USE_TZ, no database TIME_ZONE: the
+        # session's zone is UTC too), psycopg's own loader, in C, gives the same values.
+        cursor.cursor.adapters.register_loader("timestamptz", _psycopg_timestamptz_loader())
     return cursor
+
+
+@functools.cache
+def _psycopg_timestamptz_loader() -> Any:
+    import psycopg
+    from psycopg.pq import Format
+
+    return psycopg.adapters.get_loader(psycopg.adapters.types["timestamptz"].oid, Format.TEXT)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -167,11 +168,16 @@ class TaskRunUpdateSerializer(NamedFieldsOnly, serializers.Serializer[Any]):
         return attrs
 
 
+@functools.lru_cache(maxsize=16)
+def _datetime_field(zone: Any) -> serializers.DateTimeField:
+    """DRF's DateTimeField fixed to ``zone``, made once per zone."""
+    return serializers.DateTimeField(read_only=True, default_timezone=zone)
+
+
 def _timestamps() -> Any:
     """A writer of a response's timestamps, as DRF writes them: the current time zone is looked
     up once per response instead of once per timestamp."""
-    zone = timezone.get_current_timezone() if settings.USE_TZ else None
-    return serializers.DateTimeField(read_only=True, default_timezone=zone).to_representation
+    return _datetime_field(timezone.get_current_timezone() if settings.USE_TZ else None).to_representation
 
 
 class TaskRunSerializer(serializers.ModelSerializer[Any]):

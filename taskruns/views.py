@@ -18,7 +18,6 @@ from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.metadata import SimpleMetadata
-from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.request import Request
@@ -31,6 +30,7 @@ from .etags import etag_for, if_match_versions, if_none_match_hits
 from .exceptions import DatabaseUnavailable, PreconditionFailed, TaskRunsError
 from .history import Actor
 from .models import Project, Task, TaskRun, TaskRunEvent, TaskRunLogEntry
+from .negotiation import RememberedContentNegotiation
 from .openapi import TaskRunsAutoSchema
 from .parsers import TaskRunsJSONParser
 from .renderers import TaskRunsJSONRenderer
@@ -70,7 +70,7 @@ class ProjectScopedViewSet(viewsets.GenericViewSet[Any]):
 
     parser_classes = [TaskRunsJSONParser]
     renderer_classes = [TaskRunsJSONRenderer, BrowsableAPIRenderer]
-    content_negotiation_class = DefaultContentNegotiation
+    content_negotiation_class = RememberedContentNegotiation
     lookup_value_regex = "[^/]+"  # anything up to the next slash reaches the view and 404s as JSON
     pagination_class = TaskRunsPagination
     filter_backends = ()
