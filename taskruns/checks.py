@@ -42,7 +42,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     errors += _check_class_lists(config)
     for name in CALLABLES:
         path = config.get(name, DEFAULTS[name])
-        if path is None and name == "CLOUD_STARTER":
+        if path is None and name in OPTIONAL_CALLABLES:
             continue
         try:
             target = import_string(path)
@@ -59,11 +59,22 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                     f"TASKRUNS[{name!r}] must be a positive whole number, got {value!r}.", id="taskruns.E006"
                 )
             )
+    for name in OPTIONAL_SECONDS:
+        value = config.get(name, DEFAULTS[name])
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            errors.append(
+                checks.Error(
+                    f"TASKRUNS[{name!r}] must be None or a positive whole number of seconds, got {value!r}.",
+                    id="taskruns.E007",
+                )
+            )
     return errors
 
 
 STRING_LISTS = ("PROTECTED_STATE_KEYS", "RESUME_CLEAR_STATE_KEYS")
-CALLABLES = ("CLOUD_STARTER", "ACCESS_POLICY", "EXCEPTION_HANDLER")
+CALLABLES = ("CLOUD_STARTER", "ACCESS_POLICY", "EXCEPTION_HANDLER", "LIVENESS_CHECK")
+OPTIONAL_CALLABLES = ("CLOUD_STARTER", "LIVENESS_CHECK")
+OPTIONAL_SECONDS = ("HEARTBEAT_TIMEOUT", "QUEUED_TTL")
 CLASS_LISTS = ("AUTHENTICATION_CLASSES", "PERMISSION_CLASSES")
 LIMITS = (
     "LOG_MAX_ENTRIES_PER_CALL",
@@ -75,7 +86,7 @@ LIMITS = (
     "MAX_STATE_BYTES",
 )
 #: The keys check_settings looks at, each by one of the groups above (TRANSITIONS by its own).
-CHECKED_KEYS = frozenset({*STRING_LISTS, *CALLABLES, *CLASS_LISTS, *LIMITS, "TRANSITIONS"})
+CHECKED_KEYS = frozenset({*STRING_LISTS, *CALLABLES, *CLASS_LISTS, *LIMITS, *OPTIONAL_SECONDS, "TRANSITIONS"})
 
 
 @checks.register()

@@ -52,6 +52,17 @@ DEFAULTS: dict[str, Any] = {
     ],
     # Permission classes of the app's routes (on top of the access policy, which scopes rows).
     "PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Seconds an in-progress run may stay silent (no heartbeat, no status change) before the
+    # reaper fails it with error code `heartbeat_timeout`: the default of a new run's
+    # `heartbeat_timeout`, which a client may set when it creates the run. `None`: never reaped,
+    # because PostHog's agents do not send heartbeats.
+    "HEARTBEAT_TIMEOUT": None,
+    # Seconds a run may stay `queued` before the reaper fails it with error code
+    # `queued_timeout` (a start that never happened). `None`: never.
+    "QUEUED_TTL": None,
+    # Dotted path to a callable `check(run) -> bool` the reaper asks before ending a stale run;
+    # True means the run's executor is known to be alive, and the run is kept. `None`: no check.
+    "LIVENESS_CHECK": None,
     # Dotted path to the DRF exception handler of the app's routes. The default renders every
     # error as {"type", "errors": [{"code", "detail", "attr"}]} whatever the host's own
     # REST_FRAMEWORK["EXCEPTION_HANDLER"] is (taskruns.exceptions.exception_handler).

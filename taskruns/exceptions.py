@@ -47,6 +47,20 @@ class AlreadyActiveInCloud(TaskRunsError):
     default_code = "already_active_in_cloud"
 
 
+class RunNotInProgress(TaskRunsError):
+    """A heartbeat for a run that is not in progress: its executor must stop (design §12)."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = _("The run is not in progress: its executor should stop.")
+    default_code = "run_not_in_progress"
+
+    def __init__(self, current_status: str) -> None:
+        detail = _("The run is {current}, not in progress: its executor should stop.").format(
+            current=current_status
+        )
+        super().__init__(detail, current_status=current_status)
+
+
 class CloudStartFailed(TaskRunsError):
     status_code = status.HTTP_502_BAD_GATEWAY
     default_detail = _("Failed to start cloud workflow")

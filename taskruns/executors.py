@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from django.db import connections, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from rest_framework.exceptions import NotFound
 
 from . import postgres, rows, rules
@@ -147,14 +147,32 @@ def lock_run(run_id: Any, scope: RunScope | None = None, if_match: Versions = No
         of = ("self",) if features.has_select_for_update_of else ()
         runs = runs.select_for_update(of=of)
     else:
-        # SQLite has no row locks. Writing first takes its database-wide write lock, so no
-        # other writer can read-modify-write between our read and our save.
-        TaskRun.objects.using(using).filter(pk=run_id).update(version=F("version"))
+        _take_write_lock(run_id, using)
     run = runs.filter(pk=run_id).first()
     if run is None:
         raise NotFound()
     check_version(run, if_match)
     return run
+
+
+def claim_run(run_id: Any, condition: Q) -> TaskRun | None:
+    """Lock run ``run_id`` until the transaction ends if it meets ``condition`` now; None when it
+    no longer does, or when another transaction holds its row (skipped, never waited for: a
+    reaper must not block a writer, nor two reapers each other)."""
+    using = rows.database_of(TaskRun)
+    features = connections[using].features
+    runs = TaskRun.objects.using(using).filter(condition, pk=run_id)
+    if features.has_select_for_update_skip_locked:
+        runs = runs.select_for_update(skip_locked=True)
+    elif not features.has_select_for_update:
+        _take_write_lock(run_id, using)
+    return runs.first()
+
+
+def _take_write_lock(run_id: Any, using: str) -> None:
+    # SQLite has no row locks. Writing first takes its database-wide write lock, so no other
+    # writer can read-modify-write between our read and our save.
+    TaskRun.objects.using(using).filter(pk=run_id).update(version=F("version"))
 
 
 def check_version(run: TaskRun, if_match: Versions) -> None:

@@ -37,6 +37,7 @@ class Change:
     new: str = ""
     keys_set: list[str] = field(default_factory=list)
     keys_removed: list[str] = field(default_factory=list)
+    note: str = ""
 
 
 def record(run: TaskRun, changes: Iterable[Change], actor: Actor) -> None:
@@ -52,6 +53,7 @@ def record(run: TaskRun, changes: Iterable[Change], actor: Actor) -> None:
             actor_user=actor.user if getattr(actor.user, "pk", None) else None,
             actor_api_key=actor.api_key,
             via=actor.via,
+            note=change.note,
         )
         for change in changes
     )

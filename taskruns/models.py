@@ -121,6 +121,24 @@ class TaskRun(models.Model):
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
     started_at = models.DateTimeField(_("started at"), null=True, blank=True)
     completed_at = models.DateTimeField(_("completed at"), null=True, blank=True)
+    # The run's lifecycle (design §12): when it entered its current status, the executor's
+    # last sign of life, a pending cooperative cancel, and why the server itself ended it.
+    status_changed_at = models.DateTimeField(
+        _("status changed at"), default=timezone.now, help_text=_("When the run entered its current status.")
+    )
+    last_heartbeat_at = models.DateTimeField(_("last heartbeat at"), null=True, blank=True, editable=False)
+    cancel_requested_at = models.DateTimeField(_("cancel requested at"), null=True, blank=True)
+    heartbeat_timeout = models.DurationField(
+        _("heartbeat timeout"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "An in-progress run silent for longer than this is reaped (failed with error code "
+            "heartbeat_timeout). Empty: never reaped."
+        ),
+    )
+    # Null, not "": absent is part of the representation, like error_message.
+    error_code = models.CharField(_("error code"), max_length=40, null=True, blank=True)  # noqa: DJ001
     version = models.PositiveBigIntegerField(
         _("version"), default=1, help_text=_("Grows by one on every write of the row.")
     )
@@ -136,6 +154,18 @@ class TaskRun(models.Model):
         indexes = [
             models.Index(fields=["task", "-created_at"], name="taskruns_run_task_created"),
             models.Index(fields=["project", "status"], name="taskruns_run_project_status"),
+            # The reaper's candidates (taskruns.reaper): only the runs that can be stale are in
+            # these partial indexes, so finding them does not read the finished runs.
+            models.Index(
+                fields=["status_changed_at"],
+                name="taskruns_run_reap_in_progress",
+                condition=models.Q(status="in_progress", heartbeat_timeout__isnull=False),
+            ),
+            models.Index(
+                fields=["status_changed_at"],
+                name="taskruns_run_reap_queued",
+                condition=models.Q(status="queued"),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -221,6 +251,8 @@ class TaskRunEventKind(models.TextChoices):
     ENVIRONMENT_CHANGED = "environment_changed", _("environment changed")
     RESUMED_IN_CLOUD = "resumed_in_cloud", _("resumed in cloud")
     OUTPUT_SET = "output_set", _("output set")
+    CANCEL_REQUESTED = "cancel_requested", _("cancel requested")
+    REAPED = "reaped", _("reaped")
 
 
 class TaskRunEvent(models.Model):
@@ -244,6 +276,15 @@ class TaskRunEvent(models.Model):
         ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("API key")
     )
     via = models.CharField(_("via"), max_length=10, help_text=_("api, admin or system"))
+    # A default in the database too: the one-statement PATCH inserts events without naming it.
+    note = models.CharField(
+        _("note"),
+        max_length=500,
+        blank=True,
+        default="",
+        db_default="",
+        help_text=_("e.g. why it was cancelled"),
+    )
     created_at = models.DateTimeField(_("at"), auto_now_add=True)
 
     class Meta:

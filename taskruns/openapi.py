@@ -84,11 +84,11 @@ class TaskRunsAutoSchema(AutoSchema):
         if self.method in ("POST", "PATCH", "PUT") and self.get_request_serializer() is not None:
             statuses += [400, 413, 415]
         if (
-            action in ("partial_update", "resume_in_cloud", "set_output", "append_log")
+            action in ("partial_update", "resume_in_cloud", "set_output", "append_log", "cancel")
             and self._is_run_view()
         ):
             statuses.append(412)
-        if action in ("partial_update", "resume_in_cloud") and self._is_run_view():
+        if action in ("partial_update", "resume_in_cloud", "cancel", "heartbeat") and self._is_run_view():
             statuses.append(409)
         if action == "resume_in_cloud":
             statuses.append(502)

@@ -4,7 +4,8 @@ the rule book's plan (taskruns.rules.Plan), which decides nothing itself.
 The row lock is taken and released by the database within the statement's own work: key
 removal and shallow merge are jsonb operators (``state - keys || sent``), the transition rule
 is a condition on the current status (the sources the table allows for the target), and the
-version bump, ``started_at`` and ``completed_at`` are set in the same statement. Nothing is
+version bump, ``started_at``, ``completed_at``, ``status_changed_at`` and the lifecycle's
+clearing of a cancel request and an error code are set in the same statement. Nothing is
 read into Python and written back, so writers to one run queue only for the statement itself.
 
 The statement returns no row when the run is out of scope, the move is not allowed, or an
@@ -69,9 +70,15 @@ def patch_statement(
             "THEN %s ELSE run.started_at END",
             "completed_at = CASE WHEN run.status <> %s AND %s AND run.completed_at IS NULL "
             "THEN %s ELSE run.completed_at END",
+            "status_changed_at = CASE WHEN run.status <> %s THEN %s ELSE run.status_changed_at END",
+            "cancel_requested_at = CASE WHEN run.status <> %s AND %s THEN NULL "
+            "ELSE run.cancel_requested_at END",
+            "error_code = CASE WHEN run.status <> %s AND %s THEN NULL ELSE run.error_code END",
         ]
         params += [target, target, plan.starts, now]
         params += [target, plan.completes, now]
+        params += [target, now]
+        params += [target, plan.restarts, target, plan.restarts]
         conditions.append("run.status = ANY(%s)")
         condition_params.append(plan.status_sources)
     if plan.environment is not None:

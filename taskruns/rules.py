@@ -13,6 +13,13 @@ transition rule as the set of statuses a target may be written from), ``TERMINAL
 terminal run's environment is final), ``Plan.starts``/``Plan.completes`` (the timestamps), and
 the state-size measure, which both executors take as the byte length of the state as
 PostgreSQL's ``jsonb`` prints it (``state_size``; SQL: ``octet_length(state::text)``).
+
+The run's lifecycle (design §12) is here too: entering a status stamps ``status_changed_at``,
+and entering an active status clears a cancel request and a server-set ``error_code``
+(``Plan.restarts``); what a cancel does to a run (``cancel``); which runs a heartbeat is accepted
+from (``HEARTBEAT_STATUS``); which runs are stale (``stale``, a query condition: the one place
+staleness is written, used by the reaper, the admin column and its filter) and how the reaper
+ends one (``reap``).
 """
 
 from __future__ import annotations
@@ -20,15 +27,29 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
+
+from django.db.models import DateTimeField, ExpressionWrapper, F, Q, Value
+from django.db.models.functions import Coalesce, Greatest
+from django.db.models.lookups import LessThan
 
 from .conf import app_settings
 from .exceptions import InvalidTransition, StateTooLarge
 from .history import Change
 from .models import TaskRun, TaskRunEventKind, TaskRunStatus
 from .transitions import TERMINAL_STATUSES, allowed_targets, is_allowed, transition_table
+
+#: Entering one of these starts the run's work afresh: a cancel request and a server-set
+#: ``error_code`` from before are cleared, so a resumed run is neither told to stop nor reaped
+#: for its past.
+RESTART_STATUSES = frozenset({TaskRunStatus.QUEUED, TaskRunStatus.IN_PROGRESS})
+#: The only status an executor heartbeats in; in any other the answer tells it to stop.
+HEARTBEAT_STATUS = TaskRunStatus.IN_PROGRESS
+#: The status a reaped run ends in, and the error code for each status a run can go stale in.
+REAPED_STATUS = TaskRunStatus.FAILED
+STALE_CODES = {TaskRunStatus.IN_PROGRESS: "heartbeat_timeout", TaskRunStatus.QUEUED: "queued_timeout"}
 
 #: The plain fields a PATCH sets as sent.
 PLAIN_FIELDS = ("stage", "branch", "error_message")
@@ -95,6 +116,11 @@ class Plan:
     def completes(self) -> bool:
         """Entering the target status sets ``completed_at`` once."""
         return self.status in TERMINAL_STATUSES
+
+    @property
+    def restarts(self) -> bool:
+        """Entering the target status clears ``cancel_requested_at`` and ``error_code``."""
+        return self.status in RESTART_STATUSES
 
     @property
     def keys_set(self) -> list[str]:
@@ -177,11 +203,75 @@ def move_status(run: TaskRun, target: str, now: datetime) -> list[Change]:
         return []
     change = Change(TaskRunEventKind.STATUS_CHANGED, old=run.status, new=target)
     run.status = target
+    run.status_changed_at = now
     if target == TaskRunStatus.IN_PROGRESS and run.started_at is None:
         run.started_at = now
     if target in TERMINAL_STATUSES and run.completed_at is None:
         run.completed_at = now
+    if target in RESTART_STATUSES:
+        restart(run)
     return [change]
+
+
+def restart(run: TaskRun) -> None:
+    """Forget what ended or was asked of the run's previous attempt (design §12)."""
+    run.cancel_requested_at = None
+    run.error_code = None
+
+
+def cancel(run: TaskRun, reason: str, now: datetime) -> list[Change]:
+    """A cooperative cancel (design §12), applied to the locked ``run``; the history it makes.
+
+    A run no executor has picked up (not started, queued) is cancelled at once. An in-progress
+    run gets ``cancel_requested_at``: its executor learns it from its heartbeat, a GET or the
+    stream, stops, and writes a terminal status itself. A terminal run, or a repeated request,
+    changes nothing (an empty history: nothing to write). Raises InvalidTransition when a host's
+    transition table does not let a waiting run be cancelled."""
+    if run.status in TERMINAL_STATUSES or run.cancel_requested_at is not None:
+        return []
+    requested = Change(TaskRunEventKind.CANCEL_REQUESTED, old=run.status, note=reason)
+    run.cancel_requested_at = now
+    if run.status == TaskRunStatus.IN_PROGRESS:
+        return [requested]
+    if not is_allowed(run.status, TaskRunStatus.CANCELLED):
+        raise InvalidTransition(run.status, TaskRunStatus.CANCELLED, allowed_targets(run.status))
+    return [requested, *move_status(run, TaskRunStatus.CANCELLED, now)]
+
+
+def cancel_is_pending(run: TaskRun) -> bool:
+    """Whether the run's executor has been asked to stop and has not yet ended the run."""
+    return run.cancel_requested_at is not None and run.status not in TERMINAL_STATUSES
+
+
+def stale(now: datetime) -> Q:
+    """The runs that are stale at ``now``, as a query condition (both databases).
+
+    In progress with a ``heartbeat_timeout``, and silent for longer than it: the later of the
+    last heartbeat and the moment it entered ``in_progress`` is older than the timeout (a run
+    that never heartbeated counts from its start, so it is not kept forever). Queued for longer
+    than ``TASKRUNS["QUEUED_TTL"]`` seconds, when that is set."""
+    last_sign_of_life = Greatest(Coalesce("last_heartbeat_at", "status_changed_at"), "status_changed_at")
+    deadline = ExpressionWrapper(last_sign_of_life + F("heartbeat_timeout"), output_field=DateTimeField())
+    condition = Q(status=TaskRunStatus.IN_PROGRESS, heartbeat_timeout__isnull=False) & LessThan(
+        deadline, Value(now, output_field=DateTimeField())
+    )
+    ttl = app_settings.QUEUED_TTL
+    if ttl is not None:
+        condition |= Q(status=TaskRunStatus.QUEUED, status_changed_at__lt=now - timedelta(seconds=ttl))
+    return condition
+
+
+def reap(run: TaskRun, now: datetime) -> list[Change]:
+    """End the stale, locked ``run`` as the reaper does: ``failed`` with the error code of the
+    status it went stale in, through the transition table like any other move."""
+    code = STALE_CODES[TaskRunStatus(run.status)]
+    if not is_allowed(run.status, REAPED_STATUS):
+        raise InvalidTransition(run.status, REAPED_STATUS, allowed_targets(run.status))
+    reason = "no heartbeat within its heartbeat timeout" if code == "heartbeat_timeout" else "queued too long"
+    history = move_status(run, REAPED_STATUS, now)
+    run.error_code = code
+    run.error_message = f"Reaped by the server: {reason}."
+    return [*history, Change(TaskRunEventKind.REAPED, new=code)]
 
 
 def move_environment(run: TaskRun, target: str) -> list[Change]:

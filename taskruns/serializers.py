@@ -6,6 +6,7 @@ import copy
 import functools
 import json
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -180,10 +181,23 @@ def _timestamps() -> Any:
     return _datetime_field(timezone.get_current_timezone() if settings.USE_TZ else None).to_representation
 
 
+@extend_schema_field({"type": "integer", "nullable": True, "minimum": 1})
+class SecondsField(serializers.Field):  # type: ignore[type-arg]
+    """A duration as a whole number of seconds (``heartbeat_timeout``)."""
+
+    def to_representation(self, value: timedelta) -> int:
+        return int(value.total_seconds())
+
+
 class TaskRunSerializer(serializers.ModelSerializer[Any]):
     """A run as every run endpoint returns it."""
 
     log_url = serializers.SerializerMethodField(help_text="Absolute URL of the run's log, once it has one.")
+    heartbeat_timeout = SecondsField(
+        read_only=True,
+        help_text="Seconds the run may stay in progress without a heartbeat before the server fails "
+        "it (error_code heartbeat_timeout); null: never.",
+    )
 
     class Meta:
         model = TaskRun
@@ -204,8 +218,25 @@ class TaskRunSerializer(serializers.ModelSerializer[Any]):
             "updated_at",
             "started_at",
             "completed_at",
+            "status_changed_at",
+            "last_heartbeat_at",
+            "cancel_requested_at",
+            "heartbeat_timeout",
+            "error_code",
         ]
         read_only_fields = fields
+        extra_kwargs = {
+            "status_changed_at": {"help_text": "When the run entered its current status."},
+            "last_heartbeat_at": {"help_text": "When its executor last sent a heartbeat."},
+            "cancel_requested_at": {
+                "help_text": "When a cancel was requested; while set on an in-progress run, its "
+                "executor should stop and end the run."
+            },
+            "error_code": {
+                "help_text": "Why the server itself ended the run (heartbeat_timeout, queued_timeout), "
+                "else null."
+            },
+        }
 
     def to_representation(self, run: TaskRun) -> dict[str, Any]:
         # Every run response goes through here, so it is written out rather than walked field
@@ -230,6 +261,13 @@ class TaskRunSerializer(serializers.ModelSerializer[Any]):
             "updated_at": timestamp(run.updated_at),
             "started_at": timestamp(run.started_at),
             "completed_at": timestamp(run.completed_at),
+            "status_changed_at": timestamp(run.status_changed_at),
+            "last_heartbeat_at": timestamp(run.last_heartbeat_at),
+            "cancel_requested_at": timestamp(run.cancel_requested_at),
+            "heartbeat_timeout": (
+                None if run.heartbeat_timeout is None else int(run.heartbeat_timeout.total_seconds())
+            ),
+            "error_code": run.error_code,
         }
 
     def _renders_stored_json(self) -> bool:
@@ -246,6 +284,10 @@ class TaskRunSerializer(serializers.ModelSerializer[Any]):
         return str(request.build_absolute_uri(reverse("taskruns:run-logs", kwargs=kwargs)))
 
 
+#: The longest heartbeat timeout a run may ask for: a week.
+MAX_HEARTBEAT_TIMEOUT = 7 * 24 * 3600
+
+
 class TaskRunCreateSerializer(serializers.Serializer[Any]):
     """The body of POST runs/: where the run starts and in which status."""
 
@@ -258,6 +300,35 @@ class TaskRunCreateSerializer(serializers.Serializer[Any]):
         choices=[(s.value, s.label) for s in (TaskRunStatus.NOT_STARTED, TaskRunStatus.QUEUED)],
         default=TaskRunStatus.QUEUED,
         help_text="Initial status of the run.",
+    )
+    heartbeat_timeout = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=MAX_HEARTBEAT_TIMEOUT,
+        help_text="Seconds the run may stay in progress without a heartbeat before the server fails it; "
+        "null: never. Left out: the server's default (TASKRUNS['HEARTBEAT_TIMEOUT']).",
+    )
+
+
+class CancelSerializer(serializers.Serializer[Any]):
+    """The body of cancel: why, for the run's history (optional)."""
+
+    reason = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=TaskRunEvent._meta.get_field("note").max_length,
+        help_text="Why the run is cancelled; kept in the run's history.",
+    )
+
+
+class HeartbeatSerializer(serializers.Serializer[Any]):
+    """The answer to a heartbeat: keep going, or stop when ``cancel_requested``."""
+
+    status = serializers.ChoiceField(choices=TaskRunStatus.choices, help_text="The run's status.")
+    version = serializers.IntegerField(help_text="The run's version (a heartbeat does not change it).")
+    cancel_requested = serializers.BooleanField(
+        help_text="A cancel was requested: stop, then end the run with a terminal status."
     )
 
 
@@ -370,6 +441,7 @@ class TaskRunEventSerializer(serializers.ModelSerializer[Any]):
             "user",
             "api_key",
             "via",
+            "note",
             "created_at",
         ]
         read_only_fields = fields

@@ -18,3 +18,12 @@ run_environment_changed = Signal()
 
 #: A run was resumed in cloud through the ``resume_in_cloud`` action. Arguments: ``run``.
 run_resumed_in_cloud = Signal()
+
+#: An executor was asked to stop an in-progress run (``cancel``); the run is still in progress
+#: until its executor ends it. Arguments: ``run``.
+run_cancel_requested = Signal()
+
+#: The reaper ended a stale run (taskruns.reaper): ``run.error_code`` says why
+#: (``heartbeat_timeout`` or ``queued_timeout``). Sent besides ``run_status_changed``, so a host
+#: can stop a cloud worker that may still be alive. Arguments: ``run``.
+run_reaped = Signal()

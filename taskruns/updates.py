@@ -12,26 +12,43 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import F
 from django.utils import timezone
+from rest_framework.exceptions import NotFound
 
 from . import rows, rules, signals
 from .access import RunScope
 from .conf import app_settings
-from .exceptions import AlreadyActiveInCloud, CloudStartFailed, LogFull
-from .executors import Versions, check_version, executor_for, lock_run, read_run
+from .exceptions import AlreadyActiveInCloud, CloudStartFailed, LogFull, RunNotInProgress
+from .executors import Versions, check_version, claim_run, executor_for, lock_run, read_run
 from .history import SYSTEM, Actor, Change, record
 from .models import Task, TaskRun, TaskRunEnvironment, TaskRunEventKind, TaskRunLogEntry, TaskRunStatus
 from .transitions import is_allowed, is_terminal
 
-__all__ = ["append_log", "create_run", "read_run", "resume_in_cloud", "set_output", "update_run"]
+__all__ = [
+    "append_log",
+    "cancel_run",
+    "create_run",
+    "heartbeat",
+    "read_run",
+    "reap_run",
+    "resume_in_cloud",
+    "set_output",
+    "update_run",
+]
 
 logger = logging.getLogger(__name__)
 
 Kind = TaskRunEventKind
+
+
+#: ``create_run``'s heartbeat timeout when the caller names none: TASKRUNS["HEARTBEAT_TIMEOUT"].
+FROM_SETTINGS: Any = object()
 
 
 def create_run(
@@ -39,12 +56,21 @@ def create_run(
     *,
     status: str = TaskRunStatus.QUEUED,
     environment: str = TaskRunEnvironment.LOCAL,
+    heartbeat_timeout: int | None = FROM_SETTINGS,
     actor: Actor = SYSTEM,
 ) -> TaskRun:
-    """Create a run of ``task``, record it and announce it once committed."""
+    """Create a run of ``task``, record it and announce it once committed.
+
+    ``heartbeat_timeout`` is in seconds; None: the run is never reaped for silence."""
+    if heartbeat_timeout is FROM_SETTINGS:
+        heartbeat_timeout = app_settings.HEARTBEAT_TIMEOUT
     with transaction.atomic(using=rows.database_of(TaskRun)):
         run = TaskRun.objects.create(
-            task=task, project_id=task.project_id, status=status, environment=environment
+            task=task,
+            project_id=task.project_id,
+            status=status,
+            environment=environment,
+            heartbeat_timeout=None if heartbeat_timeout is None else timedelta(seconds=heartbeat_timeout),
         )
         _commit(run, [Change(Kind.CREATED, new=status)], actor, bump=False)
     return run
@@ -111,9 +137,14 @@ def resume_in_cloud(
         ):
             raise AlreadyActiveInCloud(current_status=run.status)
         removed = [key for key in app_settings.RESUME_CLEAR_STATE_KEYS if key in run.state]
-        history = rules.move_status(run, TaskRunStatus.QUEUED, timezone.now())
+        now = timezone.now()
+        history = rules.move_status(run, TaskRunStatus.QUEUED, now)
         history += rules.move_environment(run, TaskRunEnvironment.CLOUD)
         history.append(Change(Kind.RESUMED_IN_CLOUD, keys_removed=removed))
+        # A new attempt in cloud, even for a run that was already queued locally: it is queued
+        # from now, with nothing of the last attempt's cancel request or error code.
+        run.status_changed_at = now
+        rules.restart(run)
         run.completed_at = None
         run.error_message = None
         for key in removed:
@@ -126,6 +157,73 @@ def resume_in_cloud(
             except Exception as exc:
                 logger.exception("cloud starter failed for run %s", run.pk)
                 raise CloudStartFailed() from exc
+    return run
+
+
+def cancel_run(
+    run_id: Any,
+    reason: str = "",
+    actor: Actor = SYSTEM,
+    *,
+    scope: RunScope | None = None,
+    if_match: Versions = None,
+) -> TaskRun:
+    """Cancel a run cooperatively (taskruns.rules.cancel): at once when no executor has it,
+    else by recording the request its executor will see. A terminal run, or a request already
+    made, is left as it is (nothing written, the version unchanged)."""
+    with transaction.atomic(using=rows.database_of(TaskRun)):
+        run = lock_run(run_id, scope, if_match)
+        history = rules.cancel(run, reason, timezone.now())
+        if history:
+            _commit(run, history, actor)
+    return run
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """What a heartbeat tells the executor: the run's status, version and whether to stop."""
+
+    status: str
+    version: int
+    cancel_requested: bool
+
+
+def heartbeat(run_id: Any, *, scope: RunScope | None = None) -> Heartbeat:
+    """Record that the executor of an in-progress run is alive, in one statement.
+
+    Only ``last_heartbeat_at`` is written: not the version, not ``updated_at`` (a heartbeat is
+    not a change of the run, and a client's cached copy stays valid). Raises NotFound out of
+    scope and RunNotInProgress when the run is in any other status: its executor must stop."""
+    using = rows.database_of(TaskRun)
+    connection = connections[using]
+    scope_sql, scope_params = scope.sql("run", using) if scope is not None else ("TRUE", [])
+    run_key = TaskRun._meta.pk.get_db_prep_value(run_id, connection)
+    now = TaskRun._meta.get_field("last_heartbeat_at").get_db_prep_value(timezone.now(), connection)
+    sql = (
+        f"UPDATE {TaskRun._meta.db_table} AS run SET last_heartbeat_at = %s "
+        f"WHERE run.id = %s AND run.status = %s AND {scope_sql} "
+        "RETURNING status, version, cancel_requested_at"
+    )
+    with transaction.atomic(using=using):
+        row = rows.fetch_one(sql, [now, run_key, rules.HEARTBEAT_STATUS, *scope_params], using)
+    if row is not None:
+        status, version, cancel_requested_at = row
+        return Heartbeat(status, version, cancel_requested_at is not None)
+    current = read_run(run_id, scope)
+    if current is None:
+        raise NotFound()
+    raise RunNotInProgress(current.status)
+
+
+def reap_run(run_id: Any, now: datetime, actor: Actor = SYSTEM) -> TaskRun | None:
+    """End run ``run_id`` as stale (taskruns.rules.reap) if it still is at ``now``; None when
+    it no longer is (it finished, heartbeated or moved meanwhile: that write wins) or another
+    transaction holds it (another reaper, or a writer: skipped, not waited for)."""
+    with transaction.atomic(using=rows.database_of(TaskRun)):
+        run = claim_run(run_id, rules.stale(now))
+        if run is None:
+            return None
+        _commit(run, rules.reap(run, now), actor)
     return run
 
 
@@ -165,6 +263,8 @@ SIGNALS = {
     Kind.STATUS_CHANGED: (signals.run_status_changed, "status"),
     Kind.ENVIRONMENT_CHANGED: (signals.run_environment_changed, "environment"),
     Kind.RESUMED_IN_CLOUD: (signals.run_resumed_in_cloud, None),
+    Kind.CANCEL_REQUESTED: (signals.run_cancel_requested, None),
+    Kind.REAPED: (signals.run_reaped, None),
 }
 
 

@@ -13,7 +13,7 @@ from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
@@ -23,7 +23,7 @@ from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from . import updates
+from . import rules, updates
 from .access import RunScope, visible_projects
 from .conf import app_settings
 from .etags import etag_for, if_match_versions, if_none_match_hits
@@ -36,6 +36,8 @@ from .parsers import TaskRunsJSONParser
 from .renderers import TaskRunsJSONRenderer
 from .serializers import (
     AppendLogSerializer,
+    CancelSerializer,
+    HeartbeatSerializer,
     SetOutputSerializer,
     TaskRunCreateSerializer,
     TaskRunEventSerializer,
@@ -197,6 +199,7 @@ class TaskRunViewSet(
         "set_output": SetOutputSerializer,
         "append_log": AppendLogSerializer,
         "events": TaskRunEventSerializer,
+        "cancel": CancelSerializer,
     }
 
     def get_serializer_class(self) -> Any:
@@ -268,6 +271,39 @@ class TaskRunViewSet(
     def resume_in_cloud(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Move the run into cloud as `queued` and start its cloud worker."""
         return self.run_response(updates.resume_in_cloud(self.run_id, self.actor, **self.write_conditions()))
+
+    @extend_schema(
+        request=CancelSerializer,
+        responses={
+            200: OpenApiResponse(
+                TaskRunSerializer, "Cancelled now (the run had not started), or it had already ended."
+            ),
+            202: OpenApiResponse(
+                TaskRunSerializer, "Cancel requested: the run's executor will stop and end it."
+            ),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Cancel the run cooperatively. A run no executor has yet (`not_started`, `queued`) is
+        `cancelled` at once (200). An `in_progress` run gets `cancel_requested_at` (202): its
+        executor learns it from its heartbeat, a GET or the stream, stops and writes a terminal
+        status. A finished run is left as it is (200). Repeating a cancel is harmless."""
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        reason = serializer.validated_data.get("reason", "")
+        run = updates.cancel_run(self.run_id, reason, self.actor, **self.write_conditions())
+        return self.run_response(run, status=202 if rules.cancel_is_pending(run) else 200)
+
+    @extend_schema(request=None, responses=HeartbeatSerializer)
+    @action(detail=True, methods=["post"])
+    def heartbeat(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """The executor of an `in_progress` run says it is alive (no body). The answer says
+        whether to stop (`cancel_requested`). On a run in any other status the answer is 409
+        `run_not_in_progress`: the executor must stop. Changes neither the run's version nor
+        its `updated_at`."""
+        beat = updates.heartbeat(self.run_id, scope=self.run_scope())
+        return Response(HeartbeatSerializer(beat).data)
 
     @extend_schema(request=SetOutputSerializer, responses=TaskRunSerializer)
     @action(detail=True, methods=["patch"])

@@ -28,6 +28,10 @@ from taskruns.conf import DEFAULTS
         ({"MAX_STATE_BYTES": 0}, "taskruns.E006"),
         ({"LOG_MAX_ENTRIES_PER_RUN": "many"}, "taskruns.E006"),
         ({"MAX_JSON_DEPTH": True}, "taskruns.E006"),
+        ({"HEARTBEAT_TIMEOUT": 0}, "taskruns.E007"),
+        ({"HEARTBEAT_TIMEOUT": "60"}, "taskruns.E007"),
+        ({"QUEUED_TTL": 1.5}, "taskruns.E007"),
+        ({"LIVENESS_CHECK": "no.such.check"}, "taskruns.E004"),
     ],
 )
 def test_bad_settings_are_reported(config, check_id):
