@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
+from django.db.models import Case, Value, When
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from . import updates
+from . import rules, updates
 
 if TYPE_CHECKING:  # the stubs' generics; Django's admin classes take no subscript at run time
     ModelAdmin = admin.ModelAdmin[Any]
@@ -23,6 +25,7 @@ from .exceptions import TaskRunsError
 from .history import Actor
 from .keys import assign_new_key, revoke
 from .models import ApiKey, Project, Task, TaskRun, TaskRunEvent, TaskRunStatus
+from .reaper import reap
 
 
 def pretty_json(value: Any) -> str:
@@ -120,8 +123,26 @@ class TaskRunEventInline(ReadOnlyInline):
         "actor_user",
         "actor_api_key",
         "via",
+        "note",
     ]
     ordering = ["id"]
+
+
+class StaleFilter(admin.SimpleListFilter):
+    """Runs that are stale now, by the rule book's one definition (taskruns.rules.stale)."""
+
+    title = _("stale")
+    parameter_name = "stale"
+
+    def lookups(self, request: Any, model_admin: Any) -> Any:
+        return [("yes", _("Yes")), ("no", _("No"))]
+
+    def queryset(self, request: Any, queryset: Any) -> Any:
+        if self.value() == "yes":
+            return queryset.filter(rules.stale(timezone.now()))
+        if self.value() == "no":
+            return queryset.exclude(rules.stale(timezone.now()))
+        return queryset
 
 
 @admin.register(TaskRun)
@@ -136,8 +157,9 @@ class TaskRunAdmin(ModelAdmin):
         "branch",
         "version",
         "updated_at",
+        "is_stale",
     ]
-    list_filter = ["status", "environment", "project"]
+    list_filter = ["status", "environment", StaleFilter, "project"]
     list_select_related = ["task", "project"]
     search_fields = ["branch", "stage", "task__title"]
     fields = [
@@ -157,13 +179,47 @@ class TaskRunAdmin(ModelAdmin):
         "updated_at",
         "started_at",
         "completed_at",
+        "status_changed_at",
+        "last_heartbeat_at",
+        "heartbeat_timeout",
+        "cancel_requested_at",
+        "error_code",
     ]
     # Status and environment move only through the actions, which apply the transition rules.
     readonly_fields = [str(f) for f in fields if f not in ("stage", "branch", "error_message")]
     inlines = [TaskRunEventInline]
     actions = [_status_action(s) for s in TaskRunStatus.values if s != TaskRunStatus.NOT_STARTED] + [
-        _run_action("resume_in_cloud", _("Resume selected runs in cloud"), updates.resume_in_cloud)
+        _run_action("resume_in_cloud", _("Resume selected runs in cloud"), updates.resume_in_cloud),
+        "reap_now",
     ]
+
+    def get_queryset(self, request: Any) -> Any:
+        stale = Case(When(rules.stale(timezone.now()), then=Value(True)), default=Value(False))
+        return super().get_queryset(request).annotate(stale=stale)
+
+    @admin.display(description=_("stale"), boolean=True, ordering="stale")
+    def is_stale(self, run: TaskRun) -> bool:
+        return bool(getattr(run, "stale", False))
+
+    @admin.action(description=_("Reap selected stale runs now"))
+    def reap_now(self, request: Any, queryset: Any) -> Any:
+        """The reaper's own pass (taskruns.reaper.reap), limited to the selected runs: the ones
+        that are not stale are left alone."""
+        result = reap(among=queryset, actor=Actor(user=request.user, via="admin"))
+        self.message_user(
+            request,
+            _(
+                "%(reaped)d reaped, %(kept)d kept by the liveness check, %(skipped)d changed meanwhile; "
+                "%(fresh)d of the selected runs are not stale."
+            )
+            % {
+                "reaped": len(result.reaped),
+                "kept": len(result.kept),
+                "skipped": len(result.skipped),
+                "fresh": queryset.count() - len(result.found),
+            },
+            messages.SUCCESS if result.reaped else messages.WARNING,
+        )
 
     @admin.display(description=_("state"))
     def state_json(self, run: TaskRun) -> str:

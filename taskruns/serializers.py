@@ -314,7 +314,7 @@ class TaskRunCreateSerializer(serializers.Serializer[Any]):
 class CancelSerializer(serializers.Serializer[Any]):
     """The body of cancel: why, for the run's history (optional)."""
 
-    reason = serializers.CharField(
+    reason = StrictCharField(
         required=False,
         allow_blank=True,
         max_length=TaskRunEvent._meta.get_field("note").max_length,
