@@ -5,7 +5,8 @@ the same history (taskruns.executors, taskruns.rules).
 Each example starts two identical runs (a random status and environment), then sends both the
 same PATCHes — every field, removals of absent keys, a key both removed and sent, terminal moves,
 current and stale If-Match versions, states at and past a small size limit, non-ASCII text,
-floats and large integers — one through each executor with the same clock. After every PATCH the
+floats and large integers, runs that start with a pending cancel request and an error code
+(which entering an active status clears) — one through each executor with the same clock. After every PATCH the
 outcome (the error's class, code and extras, or success) and the stored row (JSON as PostgreSQL
 prints it) must be equal, and at the end so must the history.
 """
@@ -78,7 +79,8 @@ def row_of(run_id) -> tuple:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT status, environment, stage, branch, error_message, output::text, state::text, "
-            f"version, started_at, completed_at FROM {TaskRun._meta.db_table} WHERE id = %s",
+            "version, started_at, completed_at, status_changed_at, cancel_requested_at, error_code "
+            f"FROM {TaskRun._meta.db_table} WHERE id = %s",
             [run_id],
         )
         return cursor.fetchone()
@@ -101,12 +103,24 @@ def outcome(executor, run_id, plan, if_match, now) -> tuple:
     return ("ok",)
 
 
+#: A run's lifecycle columns at the start: none set, or a pending cancel request and a
+#: server-set error code from an earlier attempt (which entering an active status clears).
+LIFECYCLE = st.sampled_from([{}, {"cancel_requested_at": "past", "error_code": "heartbeat_timeout"}])
+
+
 @pytest.fixture
 def twin_runs(task):
-    def make(status: str, environment: str) -> tuple[TaskRun, TaskRun]:
+    def make(status: str, environment: str, lifecycle: dict) -> tuple[TaskRun, TaskRun]:
+        past = timezone.now() - timedelta(days=1)
+        columns = {name: past if value == "past" else value for name, value in lifecycle.items()}
         return tuple(
             TaskRun.objects.create(
-                task=task, project_id=task.project_id, status=status, environment=environment
+                task=task,
+                project_id=task.project_id,
+                status=status,
+                environment=environment,
+                status_changed_at=past,
+                **columns,
             )
             for _ in range(2)
         )
@@ -120,7 +134,9 @@ def twin_runs(task):
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
-    start=st.tuples(st.sampled_from(TaskRunStatus.values), st.sampled_from(TaskRunEnvironment.values)),
+    start=st.tuples(
+        st.sampled_from(TaskRunStatus.values), st.sampled_from(TaskRunEnvironment.values), LIFECYCLE
+    ),
     steps=st.lists(STEP, min_size=1, max_size=8),
 )
 def test_both_executors_give_the_same_rows_errors_and_history(settings_limit, twin_runs, start, steps):
