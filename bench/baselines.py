@@ -8,6 +8,8 @@
   stack can do per request.
 - DRF floor: the floor's work in a DRF view (the app's authentication, DRF's request, parsing,
   content negotiation and response): what DRF itself costs on top of the floor.
+- Floor heartbeat: the key lookup and one plain UPDATE of ``last_heartbeat_at``
+  (bench/lifecycle.py).
 - Floor, key in its UPDATE: the floor with the trick taskruns used on a run's GET and PATCH
   until it authenticated every request in DRF's authentication step — the key checked by the
   statement itself, not looked up first — to show what giving the trick up costs.
@@ -160,3 +162,21 @@ def floor_run_list(request, task_id):
         return JsonResponse({"detail": "unauthorized"}, status=401)
     rows = list(TaskRun.objects.filter(task_id=task_id).order_by("-created_at").values()[:100])
     return JsonResponse({"results": rows}, json_dumps_params={"default": str})
+
+
+@csrf_exempt
+def floor_heartbeat(request, run_id):
+    """The floor's heartbeat: the key lookup and one plain UPDATE of the run's heartbeat time,
+    answering the run's status and version (no access check, no 404/409 distinction)."""
+    if not _authenticated(request):
+        return JsonResponse({"detail": "unauthorized"}, status=401)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {TaskRun._meta.db_table} SET last_heartbeat_at = now() "
+            "WHERE id = %s AND status = 'in_progress' RETURNING status, version",
+            [run_id],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return JsonResponse({"detail": "not in progress"}, status=409)
+    return JsonResponse({"status": row[0], "version": row[1]})

@@ -1,5 +1,5 @@
 -- wrk script for the taskruns benchmark. Environment:
---   BENCH_METHOD  GET or PATCH
+--   BENCH_METHOD  GET, PATCH, or POST (without a body: the heartbeat action)
 --   BENCH_PATHS   file with one request path per line; each request picks one at random
 --   BENCH_KEY     API key (Bearer)
 --   BENCH_UNIQUE  "1": each PATCH adds a state key unique to its thread and sequence number
@@ -45,6 +45,9 @@ function request()
   local path = paths[math.random(#paths)]
   if method == "GET" then
     return wrk.format("GET", path, headers)
+  end
+  if method == "POST" then  -- a bodiless action (heartbeat)
+    return wrk.format("POST", path, headers, "")
   end
   local key = unique and string.format("r%sw%d_%d", round, id, sent) or string.format("k%d", math.random(50))
   return wrk.format("PATCH", path, headers, string.format('{"state": {"%s": %d}}', key, sent))

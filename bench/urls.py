@@ -15,4 +15,5 @@ urlpatterns = [
     path("bench/drf-floor/runs/<uuid:run_id>/", baselines.DRFFloorRunView.as_view()),
     path("bench/floor-key-in-update/runs/<uuid:run_id>/", baselines.floor_patch_key_in_statement),
     path("bench/floor/tasks/<uuid:task_id>/runs/", baselines.floor_run_list),
+    path("bench/floor/runs/<uuid:run_id>/heartbeat/", baselines.floor_heartbeat),
 ]

@@ -252,9 +252,8 @@ def stale(now: datetime) -> Q:
     than ``TASKRUNS["QUEUED_TTL"]`` seconds, when that is set."""
     last_sign_of_life = Greatest(Coalesce("last_heartbeat_at", "status_changed_at"), "status_changed_at")
     deadline = ExpressionWrapper(last_sign_of_life + F("heartbeat_timeout"), output_field=DateTimeField())
-    condition = Q(status=TaskRunStatus.IN_PROGRESS, heartbeat_timeout__isnull=False) & LessThan(
-        deadline, Value(now, output_field=DateTimeField())
-    )
+    silent = LessThan(deadline, Value(now, output_field=DateTimeField()))
+    condition = Q(silent, status=TaskRunStatus.IN_PROGRESS, heartbeat_timeout__isnull=False)
     ttl = app_settings.QUEUED_TTL
     if ttl is not None:
         condition |= Q(status=TaskRunStatus.QUEUED, status_changed_at__lt=now - timedelta(seconds=ttl))

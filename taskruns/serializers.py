@@ -323,7 +323,7 @@ class CancelSerializer(serializers.Serializer[Any]):
 
 
 class HeartbeatSerializer(serializers.Serializer[Any]):
-    """The answer to a heartbeat: keep going, or stop when ``cancel_requested``."""
+    """The answer to a heartbeat: keep going, or stop when `cancel_requested`."""
 
     status = serializers.ChoiceField(choices=TaskRunStatus.choices, help_text="The run's status.")
     version = serializers.IntegerField(help_text="The run's version (a heartbeat does not change it).")

@@ -6,9 +6,9 @@ Each example starts two identical runs (a random status and environment), then s
 same PATCHes — every field, removals of absent keys, a key both removed and sent, terminal moves,
 current and stale If-Match versions, states at and past a small size limit, non-ASCII text,
 floats and large integers, runs that start with a pending cancel request and an error code
-(which entering an active status clears) — one through each executor with the same clock. After every PATCH the
-outcome (the error's class, code and extras, or success) and the stored row (JSON as PostgreSQL
-prints it) must be equal, and at the end so must the history.
+(which entering an active status clears) — one through each executor with the same clock.
+After every PATCH the outcome (the error's class, code and extras, or success) and the stored
+row (JSON as PostgreSQL prints it) must be equal, and at the end so must the history.
 """
 
 from __future__ import annotations
