@@ -46,6 +46,14 @@ def run(task) -> TaskRun:
 
 
 @pytest.fixture
+def admin_client(client, db):
+    """A browser session of a superuser, for the admin."""
+    get_user_model().objects.create_superuser("boss", password="pw")
+    client.login(username="boss", password="pw")
+    return client
+
+
+@pytest.fixture
 def raw_key(user) -> str:
     return issue_key(user, "test key")[1]
 

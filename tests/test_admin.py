@@ -4,20 +4,10 @@ from __future__ import annotations
 
 import re
 
-import pytest
-from django.contrib.auth import get_user_model
-
 from taskruns.keys import hash_key
 from taskruns.models import ApiKey, TaskRun
 
 from .conftest import run_url
-
-
-@pytest.fixture
-def admin_client(client, db):
-    get_user_model().objects.create_superuser("boss", password="pw")
-    client.login(username="boss", password="pw")
-    return client
 
 
 def run_action(admin_client, action, runs):

@@ -9,7 +9,6 @@ from io import StringIO
 
 import pytest
 import time_machine
-from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import connection, connections, transaction
 
@@ -272,13 +271,6 @@ def test_the_command_refuses_a_bad_limit():
 
 
 # --- The admin ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def admin_client(client, db):
-    get_user_model().objects.create_superuser("boss", password="pw")
-    client.login(username="boss", password="pw")
-    return client
 
 
 def test_the_admin_shows_stale_runs_and_reaps_the_selected_ones(api, task, admin_client):
