@@ -84,6 +84,7 @@ LIMITS = (
     "MAX_JSON_DEPTH",
     "MAX_STATE_KEYS_PER_PATCH",
     "MAX_STATE_BYTES",
+    "LIST_COUNT_LIMIT",
 )
 #: The keys check_settings looks at, each by one of the groups above (TRANSITIONS by its own).
 CHECKED_KEYS = frozenset({*STRING_LISTS, *CALLABLES, *CLASS_LISTS, *LIMITS, *OPTIONAL_SECONDS, "TRANSITIONS"})

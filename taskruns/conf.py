@@ -52,6 +52,9 @@ DEFAULTS: dict[str, Any] = {
     ],
     # Permission classes of the app's routes (on top of the access policy, which scopes rows).
     "PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Paginated lists count and skip rows up to this many: `count` is exact up to it (and this
+    # number past it), and an `offset` at or past it is a 400 `offset_too_large` (use `?cursor=`).
+    "LIST_COUNT_LIMIT": 10_000,
     # Seconds an in-progress run may stay silent (no heartbeat, no status change) before the
     # reaper fails it with error code `heartbeat_timeout`: the default of a new run's
     # `heartbeat_timeout`, which a client may set when it creates the run. `None`: never reaped,

@@ -142,6 +142,9 @@ class TaskRun(models.Model):
     version = models.PositiveBigIntegerField(
         _("version"), default=1, help_text=_("Grows by one on every write of the row.")
     )
+    # The change feed's order (taskruns.feed), owned by the database: a trigger (migration 0010)
+    # sets it whenever a row is inserted or its version moves, and keeps it otherwise.
+    change_number = models.BigIntegerField(_("change number"), default=0, editable=False)
     # Kept by taskruns.updates.append_log in the statement that checks the log's limit, so that
     # concurrent appends cannot pass it together, and so that whether a run has a log (its
     # `log_url`, its ETag) is read off the row instead of looked up in the log on every read.
@@ -153,7 +156,15 @@ class TaskRun(models.Model):
         verbose_name_plural = _("task runs")
         indexes = [
             models.Index(fields=["task", "-created_at"], name="taskruns_run_task_created"),
-            models.Index(fields=["project", "status"], name="taskruns_run_project_status"),
+            # The run lists' filters and orderings (taskruns.filters) and the change feed
+            # (taskruns.feed), per task and per project.
+            models.Index(fields=["project", "-created_at"], name="taskruns_run_project_created"),
+            models.Index(fields=["task", "-updated_at"], name="taskruns_run_task_updated"),
+            models.Index(fields=["project", "-updated_at"], name="taskruns_run_project_updated"),
+            models.Index(fields=["task", "status", "-created_at"], name="taskruns_run_task_status"),
+            models.Index(fields=["project", "status", "-created_at"], name="taskruns_run_project_statuses"),
+            models.Index(fields=["task", "change_number", "id"], name="taskruns_run_task_change"),
+            models.Index(fields=["project", "change_number", "id"], name="taskruns_run_project_change"),
             # The reaper's candidates (taskruns.reaper): only the runs that can be stale are in
             # these partial indexes, so finding them does not read the finished runs.
             models.Index(

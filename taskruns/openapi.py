@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.settings import spectacular_settings
 
@@ -58,6 +58,13 @@ class TaskRunsAutoSchema(AutoSchema):
             action = self.method_mapping[self.method.lower()]
         return "_".join([*tokens, action])
 
+    def get_filter_backends(self) -> list[Any]:
+        # Only the run lists filter; their other paginated actions (events) do not.
+        if getattr(self.view, "action", None) != "list":
+            return []
+        backends: list[Any] = super().get_filter_backends()
+        return backends
+
     def get_tags(self) -> list[str]:
         return ["tasks"]
 
@@ -83,6 +90,8 @@ class TaskRunsAutoSchema(AutoSchema):
         statuses = [401, 404, 503]
         if self.method in ("POST", "PATCH", "PUT") and self.get_request_serializer() is not None:
             statuses += [400, 413, 415]
+        elif self.method == "GET" and (self._is_list_view() or action == "events"):
+            statuses.append(400)  # a filter value it cannot take, a bad cursor, an offset too large
         if (
             action in ("partial_update", "resume_in_cloud", "set_output", "append_log", "cancel")
             and self._is_run_view()
@@ -99,7 +108,8 @@ class TaskRunsAutoSchema(AutoSchema):
 
 
 ERROR_DESCRIPTIONS = {
-    400: "Invalid input; the body names each problem with a machine-readable code.",
+    400: "Invalid input (a body, a filter value, a cursor, an offset); the body names each problem "
+    "with a machine-readable code.",
     401: "Missing or invalid credentials (with `WWW-Authenticate: Bearer`).",
     404: "No such resource, or not visible to this caller.",
     409: "Conflict with the run's current status; the body carries `current_status`.",
@@ -130,3 +140,15 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):  # type: ignor
             "scheme": "bearer",
             "description": "A taskruns API key: `Authorization: Bearer trk_…`",
         }
+
+
+class CursorPageSchema(OpenApiSerializerExtension):  # type: ignore[no-untyped-call]
+    """A cursor page has no ``count``: said in the schema, so that a run list's answer matches
+    exactly one of its three shapes (``TaskRunListAnswer`` is a ``oneOf``)."""
+
+    target_class = "taskruns.serializers.TaskRunCursorPageSerializer"
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> Any:
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        schema["not"] = {"required": ["count"]}
+        return schema

@@ -13,7 +13,8 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
-from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
+from drf_spectacular.drainage import set_override
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field, extend_schema_serializer
 from jsonschema.exceptions import SchemaError, best_match
 from jsonschema.validators import validator_for
 from rest_framework import serializers
@@ -448,3 +449,65 @@ class TaskRunEventSerializer(serializers.ModelSerializer[Any]):
 
     def get_user(self, event: TaskRunEvent) -> str | None:
         return event.actor_user.get_username() if event.actor_user else None
+
+
+class TaskRunTombstoneSerializer(serializers.Serializer[Any]):
+    """A run of a deleted task, as the change feed shows it once: drop it from a mirror."""
+
+    id = serializers.UUIDField(help_text="The run's id.")
+    deleted = serializers.BooleanField(help_text="Always true.")
+
+
+def _page_links() -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+    return {
+        "next": serializers.URLField(allow_null=True, help_text="The next page, or null."),
+        "previous": serializers.URLField(allow_null=True, help_text="The previous page, or null."),
+    }
+
+
+@extend_schema_serializer(component_name="PaginatedTaskRunList")
+class TaskRunPageSerializer(serializers.Serializer[Any]):
+    """A limit/offset page of runs (the default)."""
+
+    count = serializers.IntegerField(help_text="How many runs match (at most TASKRUNS['LIST_COUNT_LIMIT']).")
+    next = _page_links()["next"]
+    previous = _page_links()["previous"]
+    results = TaskRunSerializer(many=True)
+
+
+class TaskRunCursorPageSerializer(serializers.Serializer[Any]):
+    """A cursor page of runs (`?cursor=`)."""
+
+    next = _page_links()["next"]
+    previous = _page_links()["previous"]
+    results = TaskRunSerializer(many=True)
+
+
+@extend_schema_field(
+    PolymorphicProxySerializer(
+        component_name="TaskRunChange",
+        serializers=[TaskRunSerializer, TaskRunTombstoneSerializer],
+        resource_type_field_name=None,
+        many=True,
+    )
+)
+class TaskRunChangesField(serializers.ListField):
+    """The feed's runs: each a run, or a tombstone of a run of a deleted task."""
+
+
+class TaskRunChangesSerializer(serializers.Serializer[Any]):
+    """A page of the change feed (`?changes_after=`)."""
+
+    results = TaskRunChangesField(help_text="The runs changed after the cursor, in change order.")
+    next_cursor = serializers.CharField(help_text="Where the next request starts (changes_after).")
+
+
+def run_list_answer() -> PolymorphicProxySerializer:
+    """The schema of a run list's answer: a limit/offset page, a cursor page or a feed page."""
+    answer = PolymorphicProxySerializer(
+        component_name="TaskRunListAnswer",
+        serializers=[TaskRunPageSerializer, TaskRunCursorPageSerializer, TaskRunChangesSerializer],
+        resource_type_field_name=None,
+    )
+    set_override(answer, "many", False)  # already a page: drf-spectacular must not paginate it
+    return answer

@@ -3,7 +3,7 @@
 from django.urls import re_path
 from rest_framework.routers import SimpleRouter
 
-from .views import TaskRunViewSet, TaskViewSet
+from .views import ProjectRunViewSet, TaskRunViewSet, TaskViewSet
 
 app_name = "taskruns"
 
@@ -13,6 +13,7 @@ router.register(
     r"projects/(?P<project_id>[^/]+)/tasks/(?P<task_id>[^/]+)/runs", TaskRunViewSet, basename="run"
 )
 router.register(r"projects/(?P<project_id>[^/]+)/tasks", TaskViewSet, basename="task")
+router.register(r"projects/(?P<project_id>[^/]+)/runs", ProjectRunViewSet, basename="project-run")
 
 urlpatterns = [
     # The agent client reads `…/logs` without a trailing slash: answer it directly, no redirect.

@@ -6,28 +6,32 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from typing import Any
+from typing import Any, cast
 
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError, transaction
+from django.db.models import F
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django_filters.utils import translate_validation
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.metadata import SimpleMetadata
-from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.pagination import CursorPagination, LimitOffsetPagination
 from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from . import rules, updates
+from . import feed, rows, rules, updates
 from .access import RunScope, visible_projects
 from .conf import app_settings
 from .etags import etag_for, if_match_versions, if_none_match_hits
 from .exceptions import DatabaseUnavailable, PreconditionFailed, TaskRunsError
+from .filters import ProjectRunFilterSet, RunFilterBackend, RunFilterSet
 from .history import Actor
 from .models import Project, Task, TaskRun, TaskRunEvent, TaskRunLogEntry
 from .negotiation import RememberedContentNegotiation
@@ -44,6 +48,7 @@ from .serializers import (
     TaskRunSerializer,
     TaskRunUpdateSerializer,
     TaskSerializer,
+    run_list_answer,
 )
 from .storedjson import adopt_stored, select_as_stored
 
@@ -55,10 +60,45 @@ RUN_JSON_FIELDS = ("state", "output")
 
 
 class TaskRunsPagination(LimitOffsetPagination):
-    """Limit/offset pages of 50 by default and 100 at most, as PostHog's clients expect."""
+    """Limit/offset pages of 50 by default and 100 at most, as PostHog's clients expect.
+
+    A page's count and offset cost what the rows before it cost, so both are bounded by
+    ``TASKRUNS["LIST_COUNT_LIMIT"]``: ``count`` is exact up to it and that number past it, and an
+    offset at or past it is a 400 ``offset_too_large`` pointing at cursor pages (``?cursor=``)."""
 
     default_limit = 50
     max_limit = 100
+
+    def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> Any:
+        most = app_settings.LIST_COUNT_LIMIT
+        if self.get_offset(request) >= most:
+            message = _("Offsets stop at {most}: use cursor pages (?cursor=) to go further.")
+            raise ValidationError({"offset": [message.format(most=most)]}, code="offset_too_large")
+        return super().paginate_queryset(queryset, request, view)
+
+    def get_count(self, queryset: Any) -> int:
+        return int(queryset[: app_settings.LIST_COUNT_LIMIT].count())
+
+
+class RunCursorPagination(CursorPagination):
+    """Cursor pages of a run list (``?cursor=``, empty to start), in the list's ordering: a
+    page costs the same however deep it is. A cursor this list did not give is a 400."""
+
+    page_size = 50
+    page_size_query_param = "limit"
+    max_page_size = 100
+
+    def __init__(self, ordering: str) -> None:
+        self.ordering = (ordering, "-id" if ordering.startswith("-") else "id")
+
+    def decode_cursor(self, request: Request) -> Any:
+        try:
+            return super().decode_cursor(request)
+        except NotFound:
+            raise ValidationError(
+                {"cursor": [_("Not a cursor of this list; send an empty cursor to start.")]},
+                code="invalid_cursor",
+            ) from None
 
 
 class ProjectScopedViewSet(viewsets.GenericViewSet[Any]):
@@ -75,7 +115,7 @@ class ProjectScopedViewSet(viewsets.GenericViewSet[Any]):
     content_negotiation_class = RememberedContentNegotiation
     lookup_value_regex = "[^/]+"  # anything up to the next slash reaches the view and 404s as JSON
     pagination_class = TaskRunsPagination
-    filter_backends = ()
+    filter_backends: tuple[Any, ...] = ()
     throttle_classes = ()
     versioning_class = None
     metadata_class = SimpleMetadata
@@ -142,6 +182,78 @@ def _path_ids(*ids: tuple[str, Any, str]) -> list[OpenApiParameter]:
 
 PROJECT_ID = ("project_id", int, "The project's id.")
 
+#: Query parameters of a run list besides its filters.
+LIST_PARAMETERS = [
+    OpenApiParameter(
+        "cursor",
+        str,
+        description="Cursor pages instead of limit/offset: send it empty to start, then follow "
+        "`next`. A cursor page costs the same however deep it is.",
+    ),
+    OpenApiParameter(
+        "changes_after",
+        str,
+        description="The change feed: `0` to start, then each answer's `next_cursor`. Answers "
+        "`{results, next_cursor}`: the runs changed since, in change order, each in its newest form; "
+        "a run of a deleted task as `{id, deleted: true}`. Takes no filter but `task`.",
+    ),
+]
+#: Parameters the change feed takes besides ``changes_after``.
+FEED_PARAMETERS = frozenset({"changes_after", "limit", "task", "format"})
+
+
+class RunListViewSet(ProjectScopedViewSet):
+    """A list of runs (a task's, or a whole project's): filters, limit/offset or cursor pages,
+    and the change feed (design §14; taskruns.filters, taskruns.feed)."""
+
+    filter_backends = (RunFilterBackend,)  # for the schema's parameters: list_runs filters
+    filterset_class: type[RunFilterSet] = RunFilterSet
+
+    def list_runs(self, runs: Any) -> Response:
+        """The response to a list request over ``runs`` (the runs in scope)."""
+        if "changes_after" in self.request.query_params:
+            return self.change_feed(runs)
+        filterset = self.filterset(runs)
+        ordering = filterset.ordering_of()
+        runs = filterset.qs.order_by(ordering, "-id" if ordering.startswith("-") else "id")
+        runs = select_as_stored(runs, *RUN_JSON_FIELDS)
+        paginator: Any = self.paginator
+        if "cursor" in self.request.query_params:
+            paginator = RunCursorPagination(ordering)
+        page = [
+            adopt_stored(run, *RUN_JSON_FIELDS)
+            for run in paginator.paginate_queryset(runs, self.request, self)
+        ]
+        data = TaskRunSerializer(page, many=True, context=self.get_serializer_context()).data
+        response: Response = paginator.get_paginated_response(data)
+        return response
+
+    def change_feed(self, runs: Any) -> Response:
+        params = self.request.query_params
+        if others := sorted(set(params) - FEED_PARAMETERS):
+            message = _("The change feed takes no filter but task.")
+            raise ValidationError({name: [message] for name in others}, code="not_with_changes_after")
+        after = feed.Cursor.parse(params["changes_after"])
+        runs = self.filterset(runs).qs.annotate(task_deleted_at=F("task__deleted_at"))
+        limit = TaskRunsPagination().get_limit(self.request)
+        page = feed.changes(select_as_stored(runs, *RUN_JSON_FIELDS), after, limit or 50)
+        context = self.get_serializer_context()
+        results = [
+            {"id": str(run.id), "deleted": True}
+            if getattr(run, "task_deleted_at", None) is not None
+            else TaskRunSerializer(adopt_stored(run, *RUN_JSON_FIELDS), context=context).data
+            for run in page.runs
+        ]
+        return Response({"results": results, "next_cursor": str(page.next_cursor)})
+
+    def filterset(self, runs: Any) -> RunFilterSet:
+        """The request's filters over ``runs``; a value they cannot take is a 400."""
+        filterset = self.filterset_class(self.request.query_params, queryset=runs, request=self.request)
+        if not filterset.is_valid():
+            # django-filter gives DRF's ValidationError, each message with its form error's code.
+            raise cast(ValidationError, translate_validation(filterset.errors))
+        return filterset
+
 
 @extend_schema(parameters=_path_ids(PROJECT_ID, ("id", OpenApiTypes.UUID, "The task's id.")))
 class TaskViewSet(
@@ -173,7 +285,12 @@ class TaskViewSet(
         serializer.save(project=self.get_project(), created_by=self.request.user)
 
     def perform_destroy(self, instance: Any) -> Any:
-        Task.objects.filter(pk=instance.pk).update(deleted_at=timezone.now())
+        # The task's runs are written too (their versions move), so that the change feed shows
+        # each once more, as deleted (taskruns.feed).
+        now = timezone.now()
+        with transaction.atomic(using=rows.database_of(TaskRun)):
+            Task.objects.filter(pk=instance.pk).update(deleted_at=now)
+            TaskRun.objects.filter(task_id=instance.pk).update(version=F("version") + 1, updated_at=now)
 
 
 @extend_schema(
@@ -187,7 +304,7 @@ class TaskViewSet(
 class TaskRunViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
-    ProjectScopedViewSet,
+    RunListViewSet,
 ):
     """Runs of a task. Runs are records: no PUT, no DELETE."""
 
@@ -230,12 +347,12 @@ class TaskRunViewSet(
     def actor(self) -> Actor:
         return Actor.from_request(self.request)
 
+    @extend_schema(parameters=LIST_PARAMETERS, responses=run_list_answer())
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """The task's runs, newest first unless `ordering` says otherwise, filtered; limit/offset
+        pages by default, cursor pages with `?cursor=`, the change feed with `?changes_after=`."""
         self.get_task()  # an unknown task is a 404, not an empty list
-        page = [
-            adopt_stored(run, *RUN_JSON_FIELDS) for run in self.paginate_queryset(self.get_queryset()) or []
-        ]
-        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+        return self.list_runs(self.run_scope().runs())
 
     @extend_schema(request=TaskRunCreateSerializer, responses={201: TaskRunSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -370,3 +487,24 @@ class TaskRunViewSet(
     def run_response(self, run: TaskRun, status: int = 200) -> Response:
         data = TaskRunSerializer(run, context=self.get_serializer_context()).data
         return Response(data, status=status, headers={"ETag": etag_for(run)})
+
+
+@extend_schema(parameters=_path_ids(PROJECT_ID))
+class ProjectRunViewSet(RunListViewSet):
+    """Every run of a project, across its live tasks: the same filters and pages as a task's
+    run list, plus `task`."""
+
+    queryset = TaskRun.objects.none()
+    serializer_class = TaskRunSerializer
+    filterset_class = ProjectRunFilterSet
+
+    @extend_schema(parameters=LIST_PARAMETERS, responses=run_list_answer())
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """The project's runs across its tasks, newest first unless `ordering` says otherwise,
+        filtered; limit/offset pages by default, cursor pages with `?cursor=`, the change feed
+        with `?changes_after=` (where a run of a deleted task appears once as a tombstone)."""
+        project = self.get_project()
+        runs = TaskRun.objects.filter(project=project)
+        if "changes_after" not in request.query_params:
+            runs = runs.filter(task__deleted_at__isnull=True)
+        return self.list_runs(runs)
