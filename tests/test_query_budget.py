@@ -104,3 +104,35 @@ def test_nothing_is_prepared_when_the_host_turns_it_off(warm_api, run):
         assert TaskRun.objects.get(pk=run.pk).state == {f"k{n}": n for n in range(8)}
     finally:
         connection.connection.prepare_threshold = 5
+
+
+def runs_url_of_project(project_id):
+    from .conftest import mount
+
+    return f"{mount()}projects/{project_id}/runs/"
+
+
+@pytest.mark.parametrize(
+    ("query", "budget"),
+    [
+        # the key, the task or project, the count, the page
+        ({"limit": 100, "status": "queued,in_progress", "ordering": "-updated_at"}, 4),
+        # the key, the task or project, the page (no count)
+        ({"limit": 100, "cursor": "", "environment": "local", "stale": "false"}, 3),
+        ({"limit": 100, "changes_after": "0"}, 3),
+    ],
+)
+def test_a_filtered_page_cursor_page_and_feed_page_take_a_constant_number_of_queries(
+    warm_api, task, query, budget
+):
+    TaskRun.objects.bulk_create([TaskRun(task=task, project_id=task.project_id) for _ in range(10)])
+    counts = []
+    for url in (runs_url(task), runs_url_of_project(task.project_id)):
+        small, small_queries = statements_of(lambda url=url: warm_api.get(url, query))
+        counts.append(len(small_queries))
+    TaskRun.objects.bulk_create([TaskRun(task=task, project_id=task.project_id) for _ in range(150)])
+    for index, url in enumerate((runs_url(task), runs_url_of_project(task.project_id))):
+        big, big_queries = statements_of(lambda url=url: warm_api.get(url, query))
+        assert len(big.json()["results"]) == 100
+        assert len(big_queries) == counts[index], big_queries
+    assert counts == [budget, budget], counts
