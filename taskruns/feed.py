@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import connections
-from django.db.models import Q, QuerySet
+from django.db.models import BooleanField, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils.translation import gettext_lazy as _
 from rest_framework.exceptions import ValidationError
@@ -85,14 +86,27 @@ class Page:
 def changes(runs: QuerySet[TaskRun], after: Cursor, limit: int) -> Page:
     """The next ``limit`` changed runs of ``runs`` after the cursor, and the cursor after them
     (the same cursor when there is nothing new yet)."""
-    newer = Q(change_number__gt=after.number)
-    if after.run_id is not None:
-        newer |= Q(change_number=after.number, id__gt=after.run_id)
-    page = list(runs.filter(newer, _committed()).order_by("change_number", "id")[:limit])
+    page = list(runs.filter(_after(after), _committed()).order_by("change_number", "id")[:limit])
     if not page:
         return Page([], after)
     last = page[-1]
     return Page(page, Cursor(last.change_number, last.id))
+
+
+def _after(cursor: Cursor) -> Any:
+    """Runs after the cursor in ``(change_number, id)`` order, as one row comparison: the index
+    on ``(project or task, change_number, id)`` then starts the page at the cursor (written as
+    ``number > n OR (number = n AND id > i)``, PostgreSQL read every change before it too)."""
+    if cursor.run_id is None:
+        return Q(change_number__gt=cursor.number)
+    connection = connections[rows.database_of(TaskRun)]
+    table, quote = TaskRun._meta.db_table, connection.ops.quote_name
+    run_key = TaskRun._meta.pk.get_db_prep_value(cursor.run_id, connection)
+    return RawSQL(
+        f"({quote(table)}.{quote('change_number')}, {quote(table)}.{quote('id')}) > (%s, %s)",
+        [cursor.number, run_key],
+        output_field=BooleanField(),
+    )
 
 
 def _committed() -> Q:
