@@ -25,7 +25,7 @@ the runs after the cursor in ``(change_number, id)`` order.
   is below the horizon at once.
 
 A run whose task was soft-deleted appears once more, as ``{"id": …, "deleted": true}``: deleting
-a task moves its runs' versions (taskruns.views.TaskViewSet.perform_destroy).
+a task moves its runs' versions (taskruns.views.tasks.TaskViewSet.perform_destroy).
 """
 
 from __future__ import annotations
