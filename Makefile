@@ -15,7 +15,7 @@ CONTRACT_TESTS := tests/foreign_host tests/test_patch.py tests/test_transitions.
 	tests/test_run_actions.py tests/test_preconditions.py tests/test_access.py tests/test_tasks.py \
 	tests/test_bad_input.py tests/test_signals.py tests/test_isolation_matrix.py \
 	tests/test_authentication.py tests/test_serializers.py tests/test_keys_command.py tests/test_admin.py \
-	tests/test_concurrency.py tests/test_lifecycle.py tests/test_reaper.py
+	tests/test_concurrency.py tests/test_lifecycle.py tests/test_reaper.py tests/test_run_lists.py tests/test_feed.py
 NOT_SERVICES := not postgres and not browser and not agent_client and not faults
 
 .PHONY: setup setup-next run test test-sqlite test-postgres test-foreign test-django61 lint schema chromium
