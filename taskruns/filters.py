@@ -9,11 +9,14 @@ Every filter and ordering has an index that starts with the run's task or projec
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 import django_filters
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.utils import timezone
+from django_filters.fields import IsoDateTimeField
 from django_filters.rest_framework import DjangoFilterBackend
 
 from . import rules
@@ -28,19 +31,38 @@ class StatusesFilter(django_filters.BaseInFilter, django_filters.ChoiceFilter):
     """One status or several, comma-separated (``status=queued,in_progress``)."""
 
 
+class UTCDateTimeField(IsoDateTimeField):
+    """An ISO 8601 time, turned into UTC before it reaches the database: PostgreSQL refuses
+    offsets past ±15:59 that Python accepts (``+21:18`` was a 500), and a time near year 1 whose
+    offset takes it out of Python's range is a 400 ``invalid``, not an OverflowError."""
+
+    def to_python(self, value: Any) -> Any:
+        moment = super().to_python(value)
+        if moment is None:
+            return None
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:
+            raise ValidationError(self.error_messages["invalid"], code="invalid") from None
+
+
+class TimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UTCDateTimeField
+
+
 class RunFilterSet(django_filters.FilterSet):
     status = StatusesFilter(
         choices=TaskRunStatus.choices, help_text="One status or several, comma-separated."
     )
     environment = django_filters.ChoiceFilter(choices=TaskRunEnvironment.choices)
     stage = django_filters.CharFilter(help_text="Runs at exactly this stage.")
-    created_after = django_filters.IsoDateTimeFilter(
+    created_after = TimeFilter(
         field_name="created_at", lookup_expr="gt", help_text="Created after this ISO 8601 time."
     )
-    created_before = django_filters.IsoDateTimeFilter(
+    created_before = TimeFilter(
         field_name="created_at", lookup_expr="lt", help_text="Created before this ISO 8601 time."
     )
-    updated_after = django_filters.IsoDateTimeFilter(
+    updated_after = TimeFilter(
         field_name="updated_at", lookup_expr="gt", help_text="Last written after this ISO 8601 time."
     )
     # A choice, not a boolean filter: django-filter reads any other word as "no filter".

@@ -179,6 +179,28 @@ def test_a_filter_value_it_cannot_take_is_a_400(api, listing, runs, query, code)
     assert error_codes(response) == {name: code for name in query}
 
 
+def test_a_time_with_any_offset_python_reads_is_a_moment_not_a_500(api, listing, runs):
+    """PostgreSQL refuses offsets past ±15:59 (the fuzzer's ``+21:18`` was a 500): the filter
+    hands the database the same moment in UTC."""
+    url, unfiltered = listing
+    # 2026-01-01T06:30Z, written with an offset PostgreSQL would refuse.
+    assert set(listed(api, url, runs, updated_after="2026-01-02T03:48:00+21:18")) == {
+        "queued",
+        "cloud",
+        "other done",
+        "waiting",
+        "other queued",
+    } & set(unfiltered)
+    assert listed(api, url, runs, created_after="0391-01-14T00:21:44+21:18") != []
+
+
+def test_a_time_an_offset_takes_out_of_range_is_a_400(api, listing, runs):
+    url, _ = listing
+    response = api.get(url, {"created_before": "0001-01-01T00:00:00+10:00"})
+    assert response.status_code == 400
+    assert error_codes(response) == {"created_before": "invalid"}
+
+
 def test_a_malformed_task_filter_is_a_400(api, task, runs):
     response = api.get(project_runs_url(task.project_id), {"task": "not-a-uuid"})
     assert response.status_code == 400
