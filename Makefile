@@ -18,7 +18,7 @@ CONTRACT_TESTS := tests/foreign_host tests/test_patch.py tests/test_transitions.
 	tests/test_concurrency.py tests/test_lifecycle.py tests/test_reaper.py tests/test_run_lists.py tests/test_feed.py
 NOT_SERVICES := not postgres and not browser and not agent_client and not faults
 
-.PHONY: setup setup-next run test test-sqlite test-postgres test-foreign test-django61 lint schema chromium
+.PHONY: setup setup-next run test test-sqlite test-postgres test-foreign test-pgbouncer test-django61 lint schema chromium pgbouncer
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,10 +43,10 @@ run: setup
 
 # The whole suite: SQLite (everything but the PostgreSQL, browser and agent-client tests), then
 # PostgreSQL (everything, those included), then the contract tests against the foreign host on
-# both, then Python 3.12 + Django 6.1 (SQLite everything, PostgreSQL all but the browser,
-# agent-client and fault tests, the foreign host on both). A test is never skipped for a
-# missing service.
-test: setup chromium test-sqlite test-postgres test-foreign test-django61
+# both, then the contract tests through PgBouncer in transaction mode, then Python 3.12 +
+# Django 6.1 (SQLite everything, PostgreSQL all but the browser, agent-client and fault tests,
+# the foreign host on both). A test is never skipped for a missing service.
+test: setup chromium pgbouncer test-sqlite test-postgres test-foreign test-pgbouncer test-django61
 
 test-sqlite: setup
 	$(PY) -m pytest -m "$(NOT_SERVICES)"
@@ -57,6 +57,12 @@ test-postgres: setup
 test-foreign: setup
 	$(PY) -m pytest --ds=tests.foreign_host.settings -m "$(NOT_SERVICES)" $(CONTRACT_TESTS)
 	DATABASE_URL=$(PG_DATABASE_URL) $(PY) -m pytest --ds=tests.foreign_host.settings $(CONTRACT_TESTS)
+
+# The contract tests, the concurrency and feed tests through Debian's PgBouncer in transaction
+# mode (started by the run itself, as the postgres user), with persistent connections and no
+# prepared statements: the production topology (tests/pgbouncer.py).
+test-pgbouncer: setup pgbouncer
+	$(PY) -m tests.pgbouncer -p no:cacheprovider $(filter-out tests/foreign_host,$(CONTRACT_TESTS))
 
 test-django61: setup-next
 	$(PY_NEXT) -m pytest -m "$(NOT_SERVICES)"
@@ -73,6 +79,10 @@ lint: setup
 # Regenerate the committed schema after an API change (tests/test_schema.py compares them).
 schema: setup
 	$(PY) manage.py spectacular --validate --fail-on-warn --file openapi.yml
+
+# The PgBouncer tests use Debian's PgBouncer; install it when it is missing (needs root).
+pgbouncer:
+	@[ -x /usr/sbin/pgbouncer ] || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q pgbouncer)
 
 # The browser test drives Debian's Chromium; install it when it is missing (needs root).
 chromium:

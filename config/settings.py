@@ -60,6 +60,13 @@ TEMPLATES = [
     },
 ]
 
+def prepare_threshold(value: str) -> int | None:
+    """psycopg's prepare_threshold from an environment value: a whole number, or off."""
+    if value.strip().lower() in ("", "off", "none", "0"):
+        return None
+    return int(value)
+
+
 DATABASES = {
     "default": dj_database_url.config(
         default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
@@ -69,11 +76,15 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Fail fast (a 503 from the app) rather than hang when the server does not answer.
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 3)
-    # Let psycopg prepare a statement after its fifth run on a connection. Django turns this
-    # off by default for the sake of connection poolers, and binds its own queries on the
-    # client, so this only reaches the app's hot statements (taskruns.rows.fetch_one). Behind
-    # PgBouncer in transaction mode older than 1.21, set it to None.
-    DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 5)
+    # Let psycopg prepare a statement after its fifth run on a connection (the demo talks to
+    # PostgreSQL directly). Django turns this off by default for the sake of connection
+    # poolers, and binds its own queries on the client, so this only reaches the app's hot
+    # statements (taskruns.rows.fetch_one). DJANGO_DB_PREPARE_THRESHOLD=off turns it off, as
+    # it must be behind a transaction-mode pooler (PgBouncer older than 1.21, or without
+    # max_prepared_statements); the production profile has it off unless told otherwise.
+    DATABASES["default"]["OPTIONS"].setdefault(
+        "prepare_threshold", prepare_threshold(os.environ.get("DJANGO_DB_PREPARE_THRESHOLD", "5"))
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Take SQLite's write lock when a transaction starts: concurrent writers then wait their
     # turn instead of failing with "database is locked" on lock upgrade.

@@ -9,6 +9,12 @@ rather than falling back to a demo value. `manage.py check --deploy` is clean wi
     DATABASE_URL            required in practice (PostgreSQL)
     DJANGO_CSRF_TRUSTED_ORIGINS   optional, comma-separated https:// origins
     DJANGO_BEHIND_TLS_PROXY       "1" when a proxy terminates TLS and sets X-Forwarded-Proto
+    DJANGO_CONN_MAX_AGE           seconds a database connection is kept (default 60)
+    DJANGO_DB_PREPARE_THRESHOLD   off (default) or N: prepare the app's hot statements after N
+                                  runs on a connection. Only for a direct connection to PostgreSQL
+                                  or PgBouncer >= 1.21 with max_prepared_statements; behind a
+                                  transaction-mode pooler without it, prepared statements break
+                                  (README "Deploying"). taskruns.I001 says which mode is in force.
 """
 
 import os
@@ -44,6 +50,11 @@ if os.environ.get("DJANGO_BEHIND_TLS_PROXY") == "1":
 # Persistent connections, checked before reuse so a restarted database costs one 503 at most.
 DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("DJANGO_CONN_MAX_AGE", "60"))  # noqa: F405
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True  # noqa: F405
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":  # noqa: F405
+    # Safe behind a transaction-mode pooler by default: no server-side prepared statements.
+    DATABASES["default"]["OPTIONS"]["prepare_threshold"] = prepare_threshold(  # noqa: F405
+        os.environ.get("DJANGO_DB_PREPARE_THRESHOLD", "off")
+    )
 
 LOGGING = {
     "version": 1,

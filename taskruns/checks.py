@@ -7,7 +7,7 @@ from typing import Any
 from django.apps import apps
 from django.conf import settings as django_settings
 from django.core import checks
-from django.db import DEFAULT_DB_ALIAS
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils.module_loading import import_string
 
 from . import rows
@@ -134,6 +134,65 @@ def check_fast_paths(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
     )
     messages.append(checks.Info(f"Prepared statements are {mode}.", id="taskruns.I001"))
     return messages
+
+
+@checks.register(checks.Tags.database)
+def check_pooler(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """A start-up probe (it runs with ``migrate`` and ``check --database``): is a
+    transaction-mode pooler between the app and PostgreSQL, and are prepared statements off, as
+    they must be behind one (unless it is PgBouncer >= 1.21 with ``max_prepared_statements``)?"""
+    alias = rows.database_of(TaskRun)
+    if not databases or alias not in databases:
+        return []
+    connection = connections[alias]
+    if connection.vendor != "postgresql" or not rows.psycopg3():
+        return []
+    try:
+        pooled = transaction_pooler_between(connection.get_connection_params())
+    except Exception:  # the probe cannot tell (no database yet, no permission): say nothing
+        return []
+    if not pooled:
+        return []
+    threshold = connection.settings_dict.get("OPTIONS", {}).get("prepare_threshold")
+    if threshold is None:
+        return [
+            checks.Info(
+                f"Database {alias!r} is reached through a transaction-mode pooler (its server "
+                "connections change between transactions); prepared statements are off, as they "
+                "must be there.",
+                id="taskruns.I004",
+            )
+        ]
+    return [
+        checks.Warning(
+            f"Database {alias!r} is reached through a transaction-mode pooler, and prepared "
+            f"statements are on (prepare_threshold={threshold}): a statement prepared on one server "
+            "connection fails on the next ('prepared statement … does not exist').",
+            hint="Set DATABASES OPTIONS prepare_threshold to None (the production profile's "
+            "DJANGO_DB_PREPARE_THRESHOLD=off), unless the pooler is PgBouncer 1.21 or later with "
+            "max_prepared_statements set; then silence taskruns.W005.",
+            id="taskruns.W005",
+        )
+    ]
+
+
+def transaction_pooler_between(params: dict[str, Any]) -> bool:
+    """Whether the server connection behind one client connection changes between
+    transactions, which happens only behind a transaction-mode pooler.
+
+    The probe's first statement ends its transaction and gives its server connection back; a
+    second client then takes one (a pooler hands out the one just freed) and keeps it in an open
+    transaction; the probe's next statement must then run on another server connection. On a
+    direct connection the probe's backend never changes."""
+    import psycopg
+
+    params = {key: value for key, value in params.items() if key not in ("cursor_factory", "context")}
+    with psycopg.connect(**params, autocommit=True) as probe, psycopg.connect(**params) as holder:
+        first = probe.execute("SELECT pg_backend_pid()").fetchone()
+        holder.execute("SELECT pg_backend_pid()")  # holds its server connection: a transaction is open
+        second = probe.execute("SELECT pg_backend_pid()").fetchone()
+        holder.rollback()
+    return first != second
 
 
 def _check_class_lists(config: dict[str, Any]) -> list[checks.CheckMessage]:

@@ -1,4 +1,5 @@
-"""The database goes away during a stream of PATCHes, and comes back.
+"""The database goes away during a stream of PATCHes, and comes back — reached directly, and
+through PgBouncer in transaction mode (which stays up while PostgreSQL stops).
 
 The test starts its own PostgreSQL (Debian's binaries, a fresh data directory and port), serves
 the demo app from it under gunicorn, and sends PATCHes that each add one unique state key while
@@ -26,6 +27,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
+from .pgbouncer import PgBouncer
 
 pytestmark = [pytest.mark.faults]
 
@@ -111,9 +114,25 @@ def database():
         server.destroy()
 
 
+@pytest.fixture(params=["direct", "through PgBouncer"])
+def database_url(request, database):
+    """The app's way to the database: direct, or through Debian's PgBouncer in transaction mode
+    (which stays up while PostgreSQL stops), then without prepared statements."""
+    if request.param == "direct":
+        yield database.url, {}
+        return
+    bouncer = PgBouncer(database.port)
+    bouncer.start()
+    try:
+        yield bouncer.url(), {"DJANGO_DB_PREPARE_THRESHOLD": "off"}
+    finally:
+        bouncer.stop()
+
+
 @pytest.fixture
-def app(database):
-    env = {**os.environ, "DATABASE_URL": database.url, "DJANGO_DEBUG": "0", "DJANGO_CONN_MAX_AGE": "60"}
+def app(database, database_url):
+    url, extra = database_url
+    env = {**os.environ, "DATABASE_URL": url, "DJANGO_DEBUG": "0", "DJANGO_CONN_MAX_AGE": "60", **extra}
     env.pop("DJANGO_SETTINGS_MODULE", None)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     demo = json.loads(

@@ -74,3 +74,29 @@ def test_no_key_or_hash_reaches_the_logs(run, raw_key, caplog, settings):
     text = caplog.text
     assert raw_key not in text and keys.hash_key(raw_key) not in text
     assert raw_key[len(keys.KEY_MARK) + 8 :] not in text  # not even the secret part after the prefix
+
+
+def prepare_threshold_of(**env: str) -> str:
+    """psycopg's prepare_threshold in force for a PostgreSQL DATABASE_URL under ``env``."""
+    result = manage(
+        "shell",
+        "-c",
+        "from django.conf import settings; "
+        "print(settings.DATABASES['default']['OPTIONS']['prepare_threshold'])",
+        DATABASE_URL="postgres://postgres@127.0.0.1:6432/anything",
+        **env,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]  # after what the shell says it imported
+
+
+def test_the_production_profile_prepares_nothing_unless_told_so():
+    """Safe behind a transaction-mode pooler by default (README "Deploying")."""
+    assert prepare_threshold_of(**PRODUCTION_ENV) == "None"
+    assert prepare_threshold_of(**PRODUCTION_ENV, DJANGO_DB_PREPARE_THRESHOLD="5") == "5"
+    # The demo, which talks to PostgreSQL directly, prepares after five runs unless told not to.
+    assert prepare_threshold_of(DJANGO_SETTINGS_MODULE="config.settings") == "5"
+    assert (
+        prepare_threshold_of(DJANGO_SETTINGS_MODULE="config.settings", DJANGO_DB_PREPARE_THRESHOLD="off")
+        == "None"
+    )
