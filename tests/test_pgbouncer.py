@@ -4,12 +4,17 @@ PgBouncer (tests/pgbouncer.py) in front of the test run's PostgreSQL server."""
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
+
 import psycopg
 import pytest
 from django.db import connection
+from django.utils import timezone
 
-from taskruns import checks
+from taskruns import checks, reaper
 
+from .conftest import run_url, runs_url
 from .pgbouncer import PgBouncer
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -65,3 +70,41 @@ def test_the_start_up_check_says_which_mode_the_app_is_in(monkeypatch, settings,
 
 def test_the_start_up_check_is_silent_on_a_direct_connection():
     assert checks.check_pooler(databases=["default"]) == []
+
+
+SESSION_STATE = re.compile(
+    r"^\s*(SET\s+(?!LOCAL\b)|RESET\b|LISTEN\b|PREPARE\b|DECLARE\b.*\bWITH HOLD\b)"
+    r"|pg_advisory_lock|\bTEMP(ORARY)?\s+TABLE\b",
+    re.I,
+)
+
+
+def test_no_request_leaves_session_state_on_its_connection(api, run, task, settings):
+    """What a transaction-mode pooler cannot carry from one transaction to the next: session
+    SETs, session advisory locks, temporary tables, LISTEN, held cursors, named PREPAREs. None of
+    the app's requests sends any (a timeout must be SET LOCAL or set_config(…, true))."""
+    settings.TASKRUNS = {**settings.TASKRUNS, "HEARTBEAT_TIMEOUT": 1}
+    calls = [
+        lambda: api.get(run_url(run)),
+        lambda: api.patch(run_url(run), {"status": "in_progress", "state": {"a": 1}}),
+        lambda: api.patch(run_url(run), {"state": {"b": 2}, "state_remove_keys": ["a"]}),
+        lambda: api.post(run_url(run, "heartbeat")),
+        lambda: api.post(run_url(run, "append_log"), {"entries": [{"n": 1}]}),
+        lambda: api.get(run_url(run, "logs")),
+        lambda: api.get(runs_url(task), {"status": "in_progress", "cursor": ""}),
+        lambda: api.get(runs_url(task), {"changes_after": "0"}),
+        lambda: api.post(run_url(run, "cancel"), {"reason": "stop"}),
+        lambda: reaper.reap(now=timezone.now() + timedelta(hours=1)),
+        lambda: api.post(run_url(run, "resume_in_cloud")),
+    ]
+    sent: list[str] = []
+
+    def record(execute, sql, params, many, context):
+        sent.append(sql)  # the SQL as handed to the driver, before it is sent
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        for call in calls:
+            call()
+    assert len(sent) > 20
+    assert [statement for statement in sent if SESSION_STATE.search(statement)] == []
