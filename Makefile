@@ -51,10 +51,10 @@ test: setup chromium pgbouncer test-sqlite test-postgres test-foreign test-pgbou
 test-sqlite: setup
 	$(PY) -m pytest -m "$(NOT_SERVICES)"
 
-test-postgres: setup
+test-postgres: setup pgbouncer
 	DATABASE_URL=$(PG_DATABASE_URL) $(PY) -m pytest
 
-test-foreign: setup
+test-foreign: setup pgbouncer
 	$(PY) -m pytest --ds=tests.foreign_host.settings -m "$(NOT_SERVICES)" $(CONTRACT_TESTS)
 	DATABASE_URL=$(PG_DATABASE_URL) $(PY) -m pytest --ds=tests.foreign_host.settings $(CONTRACT_TESTS)
 
@@ -64,7 +64,7 @@ test-foreign: setup
 test-pgbouncer: setup pgbouncer
 	$(PY) -m tests.pgbouncer -p no:cacheprovider $(filter-out tests/foreign_host,$(CONTRACT_TESTS))
 
-test-django61: setup-next
+test-django61: setup-next pgbouncer
 	$(PY_NEXT) -m pytest -m "$(NOT_SERVICES)"
 	DATABASE_URL=$(PG_DATABASE_URL) $(PY_NEXT) -m pytest -m "not browser and not agent_client and not faults"
 	$(PY_NEXT) -m pytest --ds=tests.foreign_host.settings -m "$(NOT_SERVICES)" $(CONTRACT_TESTS)
