@@ -16,6 +16,9 @@ DEFAULTS: dict[str, Any] = {
     # State keys that only server code may set or remove. A PATCH naming one, in `state`
     # or `state_remove_keys`, is rejected with 400 `protected_key`.
     "PROTECTED_STATE_KEYS": [],
+    # State keys whose state_append items are not appended again when an equal item (as JSON) is
+    # already in the list, e.g. PostHog's "gateway_request_ids".
+    "STATE_APPEND_UNIQUE_KEYS": [],
     # State keys removed when a run is resumed in cloud (e.g. a local sandbox's address).
     "RESUME_CLEAR_STATE_KEYS": [],
     # Dotted path to a callable `starter(run)` that launches the cloud worker for a run being

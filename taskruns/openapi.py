@@ -152,3 +152,16 @@ class CursorPageSchema(OpenApiSerializerExtension):  # type: ignore[no-untyped-c
         schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
         schema["not"] = {"required": ["count"]}
         return schema
+
+
+class PatchedTaskRunUpdateSchema(OpenApiSerializerExtension):  # type: ignore[no-untyped-call]
+    """PostHog's ``PatchedTaskRunUpdate`` has eight properties; the app's PATCH also takes
+    ``state_append`` (PostHog's newer agents send it), which the PATCH operation's description
+    documents instead, so that the component stays equal to the reference."""
+
+    target_class = "taskruns.serializers.TaskRunUpdateSerializer"
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> Any:
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        schema["properties"].pop("state_append", None)
+        return schema

@@ -135,12 +135,43 @@ def patch_statement(
 
 def _merged_state(plan: Plan) -> tuple[str, list[Any]]:
     """The run's state after the plan, as an expression on ``run.state``: keys removed, then
-    the sent object merged. (No ``- keys`` without keys: even an empty removal costs time on a
-    large state.)"""
+    the sent object merged, then the appended items. (No ``- keys`` without keys: even an empty
+    removal costs time on a large state.)"""
     sent = _jsonb(dict(plan.state_merge))
     if plan.state_remove:
-        return "(run.state - %s::text[]) || %s::jsonb", [list(plan.state_remove), sent]
-    return "run.state || %s::jsonb", [sent]
+        merged, params = "(run.state - %s::text[]) || %s::jsonb", [list(plan.state_remove), sent]
+    else:
+        merged, params = "run.state || %s::jsonb", [sent]
+    for key, item in plan.state_append.items():
+        value, value_params = _appended(plan, key, item)
+        merged = f"({merged}) || jsonb_build_object(%s::text, {value})"
+        params += [key, *value_params]
+    return merged, params
+
+
+def _appended(plan: Plan, key: str, item: Any) -> tuple[str, list[Any]]:
+    """A key's value after ``state_append`` (taskruns.rules.appended), in SQL. Its value before
+    is known to the plan where the same PATCH merged or removed the key; else it is the row's.
+    ``jsonb_build_array(item)`` keeps a list item one item (``||`` would splice it), and a unique
+    key's duplicate is found with ``jsonb =``, JSON's equality (taskruns.rules.json_equal)."""
+    if key in plan.state_merge:
+        base, base_params = "%s::jsonb", [_jsonb(plan.state_merge[key])]
+    elif key in plan.state_remove:
+        base, base_params = "NULL::jsonb", []
+    else:
+        base, base_params = "(run.state -> %s::text)", [key]
+    unique = key in plan.unique_append_keys
+    items = (
+        f"(CASE WHEN {base} IS NULL OR jsonb_typeof({base}) = 'null' THEN '[]'::jsonb "
+        f"WHEN jsonb_typeof({base}) = 'array' THEN {base} ELSE jsonb_build_array({base}) END)"
+    )
+    items_params = base_params * 5
+    item_sql, item_params = "%s::jsonb", [_jsonb(item)]
+    if not unique:
+        return f"{items} || jsonb_build_array({item_sql})", [*items_params, *item_params]
+    present = f"EXISTS (SELECT 1 FROM jsonb_array_elements({items}) AS existing WHERE existing = {item_sql})"
+    sql = f"CASE WHEN {present} THEN {items} ELSE {items} || jsonb_build_array({item_sql}) END"
+    return sql, [*items_params, *item_params, *items_params, *items_params, *item_params]
 
 
 def _history_insert(plan: Plan, now: datetime, actor: Actor, using: str) -> tuple[str, list[Any]]:

@@ -89,9 +89,12 @@ class Plan:
     environment: str | None = None
     fields: Mapping[str, Any] = field(default_factory=dict)
     output: OutputChange | None = None
-    # Removed first, then merged: a key both removed and sent ends with the sent value.
+    # Removed first, then merged: a key both removed and sent ends with the sent value; then
+    # appended to (state_append): an item per key, not again where the key is a unique one.
     state_remove: tuple[str, ...] = ()
     state_merge: Mapping[str, Any] = field(default_factory=dict)
+    state_append: Mapping[str, Any] = field(default_factory=dict)
+    unique_append_keys: frozenset[str] = frozenset()
     max_state_bytes: int = 0
     # Derived by plan_for: whether the state changes, and the history-event moves the plan may
     # make, as (event kind, column).
@@ -124,13 +127,14 @@ class Plan:
 
     @property
     def keys_set(self) -> list[str]:
-        return sorted(self.state_merge)
+        return sorted({*self.state_merge, *self.state_append})
 
 
 def plan_for(changes: Mapping[str, Any]) -> Plan:
     """The plan of a validated PATCH (any subset of TaskRunUpdateSerializer's fields)."""
     state_remove = tuple(changes.get("state_remove_keys") or ())
     state_merge = dict(changes.get("state") or {})
+    state_append = dict(changes.get("state_append") or {})
     return Plan(
         status=changes.get("status"),
         environment=changes.get("environment"),
@@ -138,8 +142,10 @@ def plan_for(changes: Mapping[str, Any]) -> Plan:
         output=OutputChange.of(changes["output"]) if "output" in changes else None,
         state_remove=state_remove,
         state_merge=state_merge,
+        state_append=state_append,
+        unique_append_keys=frozenset(app_settings.STATE_APPEND_UNIQUE_KEYS).intersection(state_append),
         max_state_bytes=app_settings.MAX_STATE_BYTES,
-        changes_state=bool(state_remove or state_merge),
+        changes_state=bool(state_remove or state_merge or state_append),
         moves=tuple((kind, column) for kind, column in MOVES if changes.get(column) is not None),
     )
 
@@ -165,6 +171,8 @@ def apply(plan: Plan, run: TaskRun, now: datetime) -> list[Change]:
     state = run.state
     if plan.changes_state:
         state = merged_state(run.state, plan.state_merge, plan.state_remove)
+        for key, item in plan.state_append.items():
+            state[key] = appended(state.get(key), item, unique=key in plan.unique_append_keys)
         if state_size(state) > plan.max_state_bytes:
             raise StateTooLarge(limit=plan.max_state_bytes)
     old_status, old_environment = run.status, run.environment
@@ -294,6 +302,38 @@ def merged_state(stored: Any, sent: Mapping[str, Any], remove_keys: Iterable[str
         state.pop(key, None)
     state.update(sent)
     return state
+
+
+def appended(current: Any, item: Any, *, unique: bool) -> list[Any]:
+    """A state key's value after ``state_append`` (design §4): a list gets ``item`` at its end; a
+    missing or null key becomes ``[item]``; any other value becomes ``[value, item]`` (nothing is
+    dropped). An item that is itself a list is one item. For a unique key (STATE_APPEND_UNIQUE_KEYS)
+    an item already there, equal as JSON, is not appended again."""
+    items = current if isinstance(current, list) else [] if current is None else [current]
+    if unique and any(json_equal(item, existing) for existing in items):
+        return list(items)
+    return [*items, item]
+
+
+def json_equal(a: Any, b: Any) -> bool:
+    """Equality of two JSON values as PostgreSQL's ``jsonb =`` decides it, which Python's ``==``
+    does not: ``true`` is not ``1``, and numbers compare as the decimal numbers their JSON text
+    says (``1`` equals ``1.0``; a float equals an integer only if its shortest text does)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return _decimal(a) == _decimal(b)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(json_equal(a[key], b[key]) for key in a)
+    if type(a) is not type(b):
+        return False
+    return bool(a == b)
+
+
+def _decimal(number: float) -> Decimal:
+    return Decimal(repr(number)) if isinstance(number, float) else Decimal(number)
 
 
 def state_size(value: Any) -> int:

@@ -101,6 +101,10 @@ class TaskRunUpdateSerializer(NamedFieldsOnly, serializers.Serializer[Any]):
         required=False,
         help_text="State keys to remove atomically before applying any state updates.",
     )
+    # PostHog's newer field: {state key: item to append}, after removal and merge. Left out of
+    # the PatchedTaskRunUpdate component, which stays the reference's eight properties
+    # (taskruns.openapi.PatchedTaskRunUpdateSchema); the PATCH operation describes it.
+    state_append = serializers.JSONField(required=False)
     error_message = StrictCharField(
         required=False,
         allow_null=True,
@@ -133,6 +137,14 @@ class TaskRunUpdateSerializer(NamedFieldsOnly, serializers.Serializer[Any]):
             raise serializers.ValidationError(_("State must be a JSON object."), code="not_an_object")
         return value
 
+    def validate_state_append(self, value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError(
+                _("state_append must be a JSON object of state keys and the items to append."),
+                code="not_an_object",
+            )
+        return value
+
     def validate_state_remove_keys(self, value: Any) -> Any:
         if not value:
             raise serializers.ValidationError(
@@ -141,10 +153,10 @@ class TaskRunUpdateSerializer(NamedFieldsOnly, serializers.Serializer[Any]):
         return value
 
     def validate(self, attrs: Any) -> Any:
-        named_keys = len(attrs.get("state", {})) + len(attrs.get("state_remove_keys", []))
+        named_keys = sum(len(attrs.get(name, ())) for name in ("state", "state_remove_keys", "state_append"))
         if named_keys > app_settings.MAX_STATE_KEYS_PER_PATCH:
             raise serializers.ValidationError(
-                _("At most {most} state keys may be set and removed in one PATCH.").format(
+                _("At most {most} state keys may be set, removed and appended to in one PATCH.").format(
                     most=app_settings.MAX_STATE_KEYS_PER_PATCH
                 ),
                 code="too_many_keys",
@@ -154,6 +166,7 @@ class TaskRunUpdateSerializer(NamedFieldsOnly, serializers.Serializer[Any]):
         for field, keys in (
             ("state", attrs.get("state", {})),
             ("state_remove_keys", attrs.get("state_remove_keys", [])),
+            ("state_append", attrs.get("state_append", {})),
         ):
             named = sorted(protected.intersection(keys))
             if named:

@@ -33,7 +33,9 @@ def agent_client_dir() -> Path:
     return CACHE
 
 
-def test_posthog_agent_client_works_unchanged(transactional_db, live_server, agent_client_dir):
+def test_posthog_agent_client_works_unchanged(transactional_db, live_server, agent_client_dir, settings):
+    # PostHog de-duplicates the gateway request ids its agents append; so does this server.
+    settings.TASKRUNS = {**settings.TASKRUNS, "STATE_APPEND_UNIQUE_KEYS": ["gateway_request_ids"]}
     out = StringIO()
     call_command("taskruns_demo", "--json", stdout=out)
     demo = json.loads(out.getvalue())
@@ -57,6 +59,7 @@ def test_posthog_agent_client_works_unchanged(transactional_db, live_server, age
         "update status",
         "merge state twice",
         "remove keys",
+        "append to state",
         "set stage, branch, output, error_message",
         "hand off to local",
         "set output",
@@ -67,7 +70,7 @@ def test_posthog_agent_client_works_unchanged(transactional_db, live_server, age
 
     run = TaskRun.objects.get(pk=demo["run_id"])
     assert run.status == "in_progress"
-    assert run.state == {"first": 1, "second": {"nested": [2]}}
+    assert run.state == {"first": 1, "second": {"nested": [2]}, "gateway_request_ids": ["req-1", "req-2"]}
     assert (run.stage, run.branch) == ("build", "posthog-code/fix-flaky-test")
     assert run.output == {"pr_url": "https://example.invalid/pr/2"}
     assert TaskRunLogEntry.objects.filter(run=run).count() == 2

@@ -4,7 +4,8 @@ the same history (taskruns.executors, taskruns.rules).
 
 Each example starts two identical runs (a random status and environment), then sends both the
 same PATCHes — every field, removals of absent keys, a key both removed and sent, terminal moves,
-current and stale If-Match versions, states at and past a small size limit, non-ASCII text,
+current and stale If-Match versions, states at and past a small size limit, appends (to lists,
+scalars, missing and removed keys, unique keys among them), non-ASCII text,
 floats and large integers, runs that start with a pending cancel request and an error code
 (which entering an active status clears) — one through each executor with the same clock.
 After every PATCH the outcome (the error's class, code and extras, or success) and the stored
@@ -64,6 +65,7 @@ FIELDS = st.fixed_dictionaries(
         "output": JSON,
         "state": st.dictionaries(KEYS, JSON, max_size=4),
         "state_remove_keys": st.lists(KEYS, min_size=1, max_size=3),
+        "state_append": st.dictionaries(KEYS, JSON, max_size=3),
     },
 )
 PATCH = st.builds(
@@ -154,9 +156,17 @@ def test_both_executors_give_the_same_rows_errors_and_history(settings_limit, tw
     assert history_of(by_python.pk) == history_of(by_postgres.pk)
 
 
+#: state_append keys that take an item only once (the others: any key of KEYS).
+UNIQUE_APPEND_KEYS = ["a", "ключ", ""]
+
+
 @pytest.fixture
 def settings_limit(settings):
-    settings.TASKRUNS = {**settings.TASKRUNS, "MAX_STATE_BYTES": STATE_LIMIT}
+    settings.TASKRUNS = {
+        **settings.TASKRUNS,
+        "MAX_STATE_BYTES": STATE_LIMIT,
+        "STATE_APPEND_UNIQUE_KEYS": UNIQUE_APPEND_KEYS,
+    }
 
 
 @settings(
@@ -170,3 +180,25 @@ def test_the_state_size_is_postgresqls_jsonb_text_length(db, value):
         cursor.execute("SELECT octet_length(%s::jsonb::text)", [json.dumps(value, ensure_ascii=False)])
         (in_postgres,) = cursor.fetchone()
     assert rules.state_size(value) == in_postgres
+
+
+@settings(
+    max_examples=EXAMPLES * 2, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    a=JSON,
+    b=JSON,
+    twin=st.sampled_from([None, "same", "reordered"]),
+)
+def test_json_equality_is_postgresqls(db, a, b, twin):
+    """rules.json_equal (the Python executor's test for a unique key's duplicate) against
+    jsonb's ``=`` (the statement's), on any two values a client can send; half the time on a
+    value and its own copy or a copy with its objects' keys reordered."""
+    if twin == "same":
+        b = json.loads(json.dumps(a))
+    elif twin == "reordered":
+        b = json.loads(json.dumps(a, sort_keys=True))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT %s::jsonb = %s::jsonb", [json.dumps(a), json.dumps(b)])
+        (in_postgres,) = cursor.fetchone()
+    assert rules.json_equal(a, b) == in_postgres, (a, b)

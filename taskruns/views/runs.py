@@ -122,6 +122,17 @@ class TaskRunViewSet(
 
     @extend_schema(request=TaskRunUpdateSerializer, responses=TaskRunSerializer)
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Update the run, all or nothing, on its latest stored row. `status` follows the
+        transition table (409 `invalid_transition`); `state` is shallow-merged after
+        `state_remove_keys` are removed; `output` (an object) is shallow-merged, `null` clears it;
+        `environment` only moves a cloud run to `local` (use `resume_in_cloud` for cloud).
+
+        Also accepted, outside the `PatchedTaskRunUpdate` component (PostHog's newer agents send
+        it): `state_append`, an object of state keys and one item each, applied after removal and
+        merge in the same write: a list gets the item at its end, a missing or null key becomes
+        `[item]`, any other value becomes `[value, item]`; keys named in
+        `TASKRUNS["STATE_APPEND_UNIQUE_KEYS"]` do not get an item they already hold (equal as
+        JSON). `If-Match` makes the write conditional on the run's version (412)."""
         # DRF's UpdateModelMixin reads the object first; here the write itself checks the
         # scope, the precondition and the rules, so the serializer has no instance.
         serializer = self.get_serializer(data=request.data)

@@ -36,6 +36,12 @@ await step("remove keys", async () => {
   const run = await agent.updateTaskRun(TASK_ID, RUN_ID, { state_remove_keys: ["doomed", "absent"] });
   assert.deepEqual(run.state, { first: 1, second: { nested: [2] } });
 });
+await step("append to state", async () => {
+  await agent.updateTaskRun(TASK_ID, RUN_ID, { state_append: { gateway_request_ids: "req-1" } });
+  await agent.updateTaskRun(TASK_ID, RUN_ID, { state_append: { gateway_request_ids: "req-2" } });
+  const run = await agent.updateTaskRun(TASK_ID, RUN_ID, { state_append: { gateway_request_ids: "req-1" } });
+  assert.deepEqual(run.state.gateway_request_ids, ["req-1", "req-2"]); // a unique key on the server
+});
 await step("set stage, branch, output, error_message", async () => {
   const run = await agent.updateTaskRun(TASK_ID, RUN_ID, {
     stage: "build",
