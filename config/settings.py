@@ -60,6 +60,7 @@ TEMPLATES = [
     },
 ]
 
+
 def prepare_threshold(value: str) -> int | None:
     """psycopg's prepare_threshold from an environment value: a whole number, or off."""
     if value.strip().lower() in ("", "off", "none", "0"):
