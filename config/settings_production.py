@@ -18,20 +18,18 @@ rather than falling back to a demo value. `manage.py check --deploy` is clean wi
 """
 
 import os
+import sys
 
 from .settings import *  # noqa: F403
 
-
-def _required(name: str) -> str:
-    value = os.environ.get(name, "")
-    if not value:
-        raise RuntimeError(f"{name} must be set for the production settings")
-    return value
-
+REQUIRED = ("DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS")
+if missing := [name for name in REQUIRED if not os.environ.get(name)]:
+    # One clear line per missing variable, not a traceback from deep inside Django's start-up.
+    sys.exit("\n".join(f"{name} must be set for the production settings ({__name__})." for name in missing))
 
 DEBUG = False
-SECRET_KEY = _required("DJANGO_SECRET_KEY")
-ALLOWED_HOSTS = [host.strip() for host in _required("DJANGO_ALLOWED_HOSTS").split(",") if host.strip()]
+SECRET_KEY = os.environ["DJANGO_SECRET_KEY"]
+ALLOWED_HOSTS = [host.strip() for host in os.environ["DJANGO_ALLOWED_HOSTS"].split(",") if host.strip()]
 CSRF_TRUSTED_ORIGINS = [
     o.strip() for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
 ]

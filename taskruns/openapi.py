@@ -72,6 +72,16 @@ class TaskRunsAutoSchema(AutoSchema):
         with app_component_settings():
             operation = super().get_operation(path, path_regex, path_prefix, method, registry)
         if operation is not None:
+            # The viewsets declare their path ids once for all their operations (the URL
+            # patterns say nothing of the ids' types); an id that is not in this operation's
+            # path is not one of its parameters (Swagger UI would refuse to send without it).
+            operation["parameters"] = [
+                parameter
+                for parameter in operation.get("parameters", [])
+                if parameter["in"] != "path" or "{" + parameter["name"] + "}" in path
+            ]
+            if not operation["parameters"]:
+                del operation["parameters"]
             for status in self._error_statuses():
                 operation["responses"].setdefault(str(status), _error_response(status))
             if (

@@ -45,6 +45,17 @@ def test_the_production_profile_refuses_to_start_without_its_secret():
     assert result.returncode != 0 and "DJANGO_SECRET_KEY must be set" in result.stderr
 
 
+def test_each_missing_variable_is_one_clear_line_not_a_traceback():
+    result = manage(
+        "check", "--deploy", **{**PRODUCTION_ENV, "DJANGO_SECRET_KEY": "", "DJANGO_ALLOWED_HOSTS": ""}
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "DJANGO_SECRET_KEY must be set for the production settings (config.settings_production).",
+        "DJANGO_ALLOWED_HOSTS must be set for the production settings (config.settings_production).",
+    ]
+
+
 def test_the_demo_profile_is_not_deployable():
     result = manage("check", "--deploy", "--fail-level", "WARNING")
     assert result.returncode != 0  # DEBUG on, demo secret: check --deploy says so

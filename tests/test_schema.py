@@ -129,3 +129,16 @@ def test_error_statuses_are_documented(tmp_path):
         "502"
         in paths["/api/projects/{project_id}/tasks/{task_id}/runs/{id}/resume_in_cloud/"]["post"]["responses"]
     )
+
+
+def test_every_operation_declares_exactly_the_ids_in_its_path(tmp_path):
+    """Swagger UI refuses to send a request missing a required path parameter: the task and run
+    lists once declared an `id` they do not have."""
+    paths = yaml.safe_load(generate(tmp_path))["paths"]
+    wrong = []
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            declared = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
+            if declared != set(re.findall(r"{(\w+)}", path)):
+                wrong.append((method, path, sorted(declared)))
+    assert wrong == []
