@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.http import JsonResponse
-from django.urls import include, path
+from django.urls import include, path, re_path
 from django.views.defaults import page_not_found
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
@@ -20,14 +20,26 @@ urlpatterns = [
 ]
 
 
+def api_not_found(request, exception=None):
+    """The JSON 404 of the demo's API, in the app's error shape."""
+    return JsonResponse(
+        {"type": "client_error", "errors": [{"code": "not_found", "detail": "Not found.", "attr": None}]},
+        status=404,
+    )
+
+
 def json_not_found(request, exception=None):
     """404 for URLs no route matches: JSON under /api/, Django's page elsewhere."""
     if request.path.startswith("/api/"):
-        return JsonResponse(
-            {"type": "client_error", "errors": [{"code": "not_found", "detail": "Not found.", "attr": None}]},
-            status=404,
-        )
+        return api_not_found(request, exception)
     return page_not_found(request, exception)
+
+
+# Django ignores handler404 while DEBUG is on and shows its HTML debug page instead; the demo's
+# API answers JSON in every setting, so its unmatched URLs end here. (A URL missing its trailing
+# slash lands here too rather than in CommonMiddleware, which cannot redirect a PATCH and raises
+# under DEBUG.) This is the demo's URLconf: the app's own urls never catch a host's URLs.
+urlpatterns.append(re_path(r"^api/", api_not_found))
 
 
 handler404 = json_not_found

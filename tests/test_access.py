@@ -241,3 +241,17 @@ def test_unknown_urls_under_the_demos_api_are_json_404s(api, run):
     assert response.status_code == 404
     assert response["Content-Type"] == "application/json"
     assert response.json()["errors"][0]["code"] == "not_found"
+
+
+@pytest.mark.urls("config.urls")
+@pytest.mark.parametrize("method", ["get", "patch", "post", "delete"])
+def test_the_demos_api_answers_json_404s_with_debug_on_too(api, run, settings, method):
+    """Django ignores handler404 under DEBUG; the demo's catch-all under /api/ does not. A run's
+    URL without its trailing slash is one of these (it was an HTML 500 for a PATCH)."""
+    settings.DEBUG = True
+    for path in (f"/api/projects/{run.project_id}/nothing-here/", f"{run_url(run).rstrip('/')}"):
+        response = getattr(api, method)(path, {"state": {"a": 1}} if method == "patch" else None)
+        assert response.status_code == 404, (method, path)
+        assert response["Content-Type"] == "application/json"
+        assert response.json()["errors"][0]["code"] == "not_found"
+    assert stored(run)["state"] == {}
