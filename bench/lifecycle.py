@@ -18,11 +18,8 @@ Usage (from the project root, after `make setup`; needs PostgreSQL at 127.0.0.1 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import time
 from datetime import timedelta
@@ -59,25 +56,8 @@ def main() -> int:
 
 
 def heartbeats(data, args) -> list[dict]:
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "bench.wsgi",
-            "-w",
-            str(args.workers),
-            "-b",
-            f"127.0.0.1:{bench.PORT}",
-        ],
-        cwd=bench.ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
     rows = []
-    try:
-        bench.wait_until_up(data)
+    with bench.serving(data, args.workers):
         for scenario, one_run in SCENARIOS:
             runs = [data["hot"]["taskruns"]] if one_run else data["runs"]
             results: dict[str, list[dict]] = {name: [] for name in TARGETS}
@@ -109,9 +89,6 @@ def heartbeats(data, args) -> list[dict]:
                         "rounds": [r["rps"] for r in runs_of_target],
                     }
                 )
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
     return rows
 
 

@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import argparse
 import base64
-import os
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from datetime import timedelta
@@ -41,25 +38,8 @@ def main() -> int:
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk")
     data = bench.set_up("on")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "bench.wsgi",
-            "-w",
-            str(args.workers),
-            "-b",
-            f"127.0.0.1:{bench.PORT}",
-        ],
-        cwd=bench.ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
     tables = []
-    try:
-        bench.wait_until_up(data)
+    with bench.serving(data, args.workers):
         for size in sorted(args.sizes):
             started = time.perf_counter()
             grow(data, size)
@@ -77,9 +57,6 @@ def main() -> int:
                 )
             tables.append((size, rows))
         explain(page_urls(data), data)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
     for size, rows in tables:
         print_table(size, rows)
     print(

@@ -23,6 +23,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -89,20 +91,9 @@ def main() -> int:
 
     data = set_up(args.synchronous_commit)
 
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "bench.wsgi", "-w", str(args.workers), "-b", f"127.0.0.1:{PORT}"],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_until_up(data)
+    with serving(data, args.workers):
         chosen = [scenario for scenario in SCENARIOS if not args.scenario or scenario.option in args.scenario]
         rows = run_scenarios(data, chosen, args)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
     from .locks import lock_hold_times
 
     held = lock_hold_times(data, {name: TARGETS[name]["run"] for name in LOCK_TARGETS})
@@ -174,6 +165,25 @@ def create_data() -> dict:
         "hot": {name: run.pk for name, run in hot.items()},
         "key": issue_key(user, "bench")[1],
     }
+
+
+@contextmanager
+def serving(data, workers: int) -> Iterator[None]:
+    """The demo app and the baselines (bench.wsgi) under gunicorn on PORT, up until the block
+    ends; ``workers`` sync workers."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "bench.wsgi", "-w", str(workers), "-b", f"127.0.0.1:{PORT}"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_until_up(data)
+        yield
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
 
 
 def wait_until_up(data) -> None:
