@@ -35,6 +35,11 @@ DEFAULTS: dict[str, Any] = {
     "LOG_MAX_ENTRIES_PER_CALL": 1000,
     "LOG_MAX_ENTRY_BYTES": 64 * 1024,
     "LOG_MAX_ENTRIES_PER_RUN": 100_000,
+    # Bytes of log entries (as compact JSON) a run may hold; past it is a 413 `log_full`.
+    "LOG_MAX_BYTES_PER_RUN": 64 * 1024 * 1024,
+    # Most state key names one history event keeps (of those a PATCH set, and of those it
+    # removed), in sorted order; each name is cut to 200 characters.
+    "HISTORY_MAX_KEYS": 100,
     # Largest request body the app's endpoints read, in bytes; larger is a 413 `request_too_large`.
     "MAX_REQUEST_BYTES": 1024 * 1024,
     # Deepest nesting of JSON arrays/objects accepted in a body; deeper is a 400 `too_deep`.
@@ -44,6 +49,9 @@ DEFAULTS: dict[str, Any] = {
     # Largest a run's state may grow, as JSON text in bytes, after a merge; larger is a 413
     # `state_too_large` and nothing is written.
     "MAX_STATE_BYTES": 1024 * 1024,
+    # Largest a run's output may be, measured like the state (after a merge, as JSON text in
+    # bytes); larger is a 413 `output_too_large` and nothing is written.
+    "MAX_OUTPUT_BYTES": 1024 * 1024,
     # Authentication of the app's own routes, in order (DRF classes, as dotted paths). The
     # host's REST_FRAMEWORK never applies to them, and the app's key never authenticates a host
     # route. The first class gives the 401's WWW-Authenticate header. ApiKeyAuthentication
@@ -69,6 +77,17 @@ DEFAULTS: dict[str, Any] = {
     # Dotted path to a callable `check(run) -> bool` the reaper asks before ending a stale run;
     # True means the run's executor is known to be alive, and the run is kept. `None`: no check.
     "LIVENESS_CHECK": None,
+    # PostgreSQL: seconds a write waits for a run's row lock held by another session before it
+    # is refused with 503 `run_busy` (and Retry-After); set inside the write's own transaction
+    # or statement, never as a connection option (taskruns.waits). `None`: wait for ever.
+    "LOCK_TIMEOUT": 2,
+    # PostgreSQL: seconds one statement of a write transaction may run before it is cancelled
+    # with 503 `database_timeout`. `None`: no limit.
+    "STATEMENT_TIMEOUT": 5,
+    # PostgreSQL: seconds a request of the app's routes may spend waiting on the database before
+    # its connections are severed and it answers 503 `database_unavailable`: the bound when the
+    # server stops answering altogether (taskruns.deadline). `None`: no deadline.
+    "DATABASE_DEADLINE": 10,
     # Dotted path to the DRF exception handler of the app's routes. The default renders every
     # error as {"type", "errors": [{"code", "detail", "attr"}]} whatever the host's own
     # REST_FRAMEWORK["EXCEPTION_HANDLER"] is (taskruns.exceptions.exception_handler).

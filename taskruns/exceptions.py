@@ -91,18 +91,62 @@ class RequestTooLarge(TaskRunsError):
     default_code = "request_too_large"
 
 
+class LengthRequired(TaskRunsError):
+    """A body sent without a declared length (``Transfer-Encoding: chunked``): refused, never
+    read as empty (design §11)."""
+
+    status_code = status.HTTP_411_LENGTH_REQUIRED
+    default_detail = _("Send the body with a Content-Length header; chunked bodies are not accepted.")
+    default_code = "length_required"
+
+
 class StateTooLarge(TaskRunsError):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = _("The run's state would be larger than the limit after this change.")
     default_code = "state_too_large"
 
 
+class OutputTooLarge(TaskRunsError):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = _("The run's output would be larger than the limit after this change.")
+    default_code = "output_too_large"
+
+
 class DatabaseUnavailable(TaskRunsError):
-    """The database could not be reached or failed mid-request: retry later, nothing was kept."""
+    """The database could not be reached, failed mid-request or passed the request's deadline
+    (taskruns.deadline): retry later, nothing was kept."""
 
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = _("The database is unavailable; retry later.")
     default_code = "database_unavailable"
+    #: Seconds a client should wait before retrying (the response's Retry-After).
+    retry_after = 5
+
+
+class RunBusy(DatabaseUnavailable):
+    """Another session held the run's row lock past ``TASKRUNS["LOCK_TIMEOUT"]`` (taskruns.waits)."""
+
+    default_detail = _("Another writer holds this run; retry shortly.")
+    default_code = "run_busy"
+    retry_after = 1
+
+
+class DatabaseTimeout(DatabaseUnavailable):
+    """A statement ran past ``TASKRUNS["STATEMENT_TIMEOUT"]`` and was cancelled (taskruns.waits)."""
+
+    default_detail = _("The database took too long to answer; retry later.")
+    default_code = "database_timeout"
+
+
+def database_error(exc: Exception) -> DatabaseUnavailable:
+    """The 503 a database error becomes, by its SQLSTATE (a lock or statement limit, or any
+    other failure to reach or use the database)."""
+    sqlstate = getattr(exc.__cause__, "sqlstate", None)
+    if sqlstate == "55P03":  # lock_not_available: LOCK_TIMEOUT
+        return RunBusy()
+    if sqlstate == "57014":  # query_canceled: STATEMENT_TIMEOUT
+        return DatabaseTimeout()
+    return DatabaseUnavailable()
 
 
 def exception_handler(exc: Exception, context: Any) -> Response | None:

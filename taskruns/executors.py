@@ -19,7 +19,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any, Protocol
 
-from django.db import connections, transaction
+from django.db import connections
 from django.db.models import F, Q
 from rest_framework.exceptions import NotFound
 
@@ -29,6 +29,7 @@ from .exceptions import InvalidTransition, PreconditionFailed
 from .history import Actor, Change, record
 from .models import TaskRun
 from .transitions import allowed_targets
+from .waits import write_transaction
 
 #: The versions a write is conditional on (If-Match), or None.
 Versions = Collection[int] | None
@@ -65,7 +66,7 @@ class PythonExecutor:
         now: datetime,
         actor: Actor,
     ) -> tuple[TaskRun, list[Change]]:
-        with transaction.atomic(using=self.using):
+        with write_transaction(self.using):
             run = lock_run(run_id, scope, if_match)
             history = rules.apply(plan, run, now)
             run.version += 1

@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from .jsonschemas import check_schema
 from .storedjson import StoredJSONField
 
 
@@ -67,6 +68,7 @@ class Task(models.Model):
         null=True,
         blank=True,
         help_text=_("JSON Schema that a run's output must match."),
+        validators=[check_schema],
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -149,6 +151,8 @@ class TaskRun(models.Model):
     # concurrent appends cannot pass it together, and so that whether a run has a log (its
     # `log_url`, its ETag) is read off the row instead of looked up in the log on every read.
     log_entry_count = models.PositiveIntegerField(_("log entries"), default=0, editable=False)
+    # Bytes of the log's entries as compact JSON, bounded by TASKRUNS["LOG_MAX_BYTES_PER_RUN"].
+    log_byte_count = models.PositiveBigIntegerField(_("log bytes"), default=0, db_default=0, editable=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -23,9 +23,9 @@ from typing import Any
 
 from django.db import DatabaseError, connections, transaction
 
-from . import rows
+from . import rows, waits
 from .access import RunScope
-from .exceptions import StateTooLarge
+from .exceptions import OutputTooLarge, StateTooLarge
 from .history import Actor
 from .models import TaskRun, TaskRunEvent
 from .rules import OutputChange, Plan
@@ -37,6 +37,9 @@ EVENT = TaskRunEvent._meta.db_table
 # it is larger than the limit as the rule book measures it (taskruns.rules.state_size).
 STATE_WITHIN = "taskruns_state_within"
 STATE_TOO_LARGE = "TR413"
+# Made by migration 0011: the same measure and limit check for the merged output.
+OUTPUT_WITHIN = "taskruns_output_within"
+OUTPUT_TOO_LARGE = "TR414"
 
 
 def patch_statement(
@@ -93,15 +96,15 @@ def patch_statement(
     if plan.output is not None:
         if plan.output.kind == OutputChange.MERGE:
             sets.append(
-                "output = CASE WHEN jsonb_typeof(run.output) = 'object' THEN run.output || %s::jsonb "
-                "ELSE %s::jsonb END"
+                f"output = {OUTPUT_WITHIN}(CASE WHEN jsonb_typeof(run.output) = 'object' "
+                "THEN run.output || %s::jsonb ELSE %s::jsonb END, %s)"
             )
-            params += [_jsonb(plan.output.value), _jsonb(plan.output.value)]
+            params += [_jsonb(plan.output.value), _jsonb(plan.output.value), plan.max_output_bytes]
         elif plan.output.kind == OutputChange.CLEAR:
             sets.append("output = NULL")
         else:
-            sets.append("output = %s::jsonb")
-            params.append(_jsonb(plan.output.value))
+            sets.append(f"output = {OUTPUT_WITHIN}(%s::jsonb, %s)")
+            params += [_jsonb(plan.output.value), plan.max_output_bytes]
     if plan.changes_state:
         merged, merged_params = _merged_state(plan)
         # Measured as the rule book measures it; too large ends the statement (STATE_TOO_LARGE).
@@ -113,19 +116,23 @@ def patch_statement(
 
     columns = rows.columns(TaskRun, "run", using)
     where = "".join(f" AND {condition}" for condition in conditions)
+    # Set before the row is locked: the longest this statement waits for another writer.
+    lock_limit, lock_limit_params = waits.lock_timeout_condition(using)
     if not plan.moves:
         scope_sql, scope_params = scope.sql("run", using) if scope is not None else ("TRUE", [])
         sql = (
-            f"UPDATE {RUN} AS run SET {', '.join(sets)} WHERE run.id = %s AND {scope_sql}{where} "
+            f"UPDATE {RUN} AS run SET {', '.join(sets)} "
+            f"WHERE run.id = %s AND {scope_sql} AND {lock_limit}{where} "
             f"RETURNING {columns}, run.status AS old_status, run.environment AS old_environment"
         )
-        return sql, [*params, run_id, *scope_params, *condition_params]
+        return sql, [*params, run_id, *scope_params, *lock_limit_params, *condition_params]
 
     scope_sql, scope_params = scope.sql("locked", using) if scope is not None else ("TRUE", [])
+    scope_params = [*scope_params, *lock_limit_params]
     history_sql, history_params = _history_insert(plan, now, actor, using)
     sql = (
         f"WITH old AS (SELECT id, status, environment FROM {RUN} AS locked "
-        f"WHERE id = %s AND {scope_sql} FOR UPDATE), "
+        f"WHERE id = %s AND {scope_sql} AND {lock_limit} FOR UPDATE), "
         f"updated AS (UPDATE {RUN} AS run SET {', '.join(sets)} FROM old WHERE run.id = old.id{where} "
         f"RETURNING {columns}, old.status AS old_status, old.environment AS old_environment), "
         f"history AS ({history_sql}) SELECT * FROM updated"
@@ -178,7 +185,7 @@ def _history_insert(plan: Plan, now: datetime, actor: Actor, using: str) -> tupl
     """INSERT … SELECT of one event per moved column, from the ``updated`` row; the same
     fields as taskruns.history.record writes on the other path (taskruns.rules.history)."""
     keys_set = _jsonb(plan.keys_set)
-    keys_removed = _jsonb(list(plan.state_remove))
+    keys_removed = _jsonb(plan.keys_removed)
     user_id = getattr(actor.user, "pk", None)
     api_key_id = actor.api_key.pk if actor.api_key else None
     # The type of the host's user model's key (integer, bigint, uuid…), for the NULL it may be.
@@ -219,8 +226,11 @@ def patch_in_one_statement(
         with savepoint:
             row = rows.fetch_one(sql, params, using)
     except DatabaseError as exc:
-        if getattr(exc.__cause__, "sqlstate", None) == STATE_TOO_LARGE:
+        sqlstate = getattr(exc.__cause__, "sqlstate", None)
+        if sqlstate == STATE_TOO_LARGE:
             raise StateTooLarge(limit=plan.max_state_bytes) from None
+        if sqlstate == OUTPUT_TOO_LARGE:
+            raise OutputTooLarge(limit=plan.max_output_bytes) from None
         raise
     if row is None:
         return None

@@ -36,7 +36,7 @@ from django.db.models.functions import Coalesce, Greatest
 from django.db.models.lookups import LessThan
 
 from .conf import app_settings
-from .exceptions import InvalidTransition, StateTooLarge
+from .exceptions import InvalidTransition, OutputTooLarge, StateTooLarge
 from .history import Change
 from .models import TaskRun, TaskRunEventKind, TaskRunStatus
 from .transitions import TERMINAL_STATUSES, allowed_targets, is_allowed, transition_table
@@ -96,6 +96,7 @@ class Plan:
     state_append: Mapping[str, Any] = field(default_factory=dict)
     unique_append_keys: frozenset[str] = frozenset()
     max_state_bytes: int = 0
+    max_output_bytes: int = 0
     # Derived by plan_for: whether the state changes, and the history-event moves the plan may
     # make, as (event kind, column).
     changes_state: bool = False
@@ -127,7 +128,26 @@ class Plan:
 
     @property
     def keys_set(self) -> list[str]:
-        return sorted({*self.state_merge, *self.state_append})
+        """The state keys set, as a history event records them (bounded: history_key_names)."""
+        return history_key_names({*self.state_merge, *self.state_append})
+
+    @property
+    def keys_removed(self) -> list[str]:
+        """The state keys removed, as a history event records them (bounded)."""
+        return history_key_names(self.state_remove)
+
+
+#: The longest key name a history event keeps; a longer one is cut to this with "…" at its end.
+HISTORY_KEY_NAME_CHARS = 200
+
+
+def history_key_names(keys: Iterable[str]) -> list[str]:
+    """The first ``HISTORY_MAX_KEYS`` key names in sorted order, each cut to
+    ``HISTORY_KEY_NAME_CHARS``: a history row is bounded whatever one PATCH sends, so a writer
+    cannot grow the history faster than the state it bounds."""
+    kept = sorted(keys)[: app_settings.HISTORY_MAX_KEYS]
+    most = HISTORY_KEY_NAME_CHARS
+    return [key if len(key) <= most else key[: most - 1] + "…" for key in kept]
 
 
 def plan_for(changes: Mapping[str, Any]) -> Plan:
@@ -145,6 +165,7 @@ def plan_for(changes: Mapping[str, Any]) -> Plan:
         state_append=state_append,
         unique_append_keys=frozenset(app_settings.STATE_APPEND_UNIQUE_KEYS).intersection(state_append),
         max_state_bytes=app_settings.MAX_STATE_BYTES,
+        max_output_bytes=app_settings.MAX_OUTPUT_BYTES,
         changes_state=bool(state_remove or state_merge or state_append),
         moves=tuple((kind, column) for kind, column in MOVES if changes.get(column) is not None),
     )
@@ -175,6 +196,10 @@ def apply(plan: Plan, run: TaskRun, now: datetime) -> list[Change]:
             state[key] = appended(state.get(key), item, unique=key in plan.unique_append_keys)
         if state_size(state) > plan.max_state_bytes:
             raise StateTooLarge(limit=plan.max_state_bytes)
+    output = run.output
+    if plan.output is not None:
+        output = merged_output(run.output, plan.output)
+        check_output_size(output, plan.max_output_bytes)
     old_status, old_environment = run.status, run.environment
     if plan.status is not None:
         move_status(run, plan.status, now)
@@ -182,8 +207,7 @@ def apply(plan: Plan, run: TaskRun, now: datetime) -> list[Change]:
         run.environment = plan.environment
     for name, value in plan.fields.items():
         setattr(run, name, value)
-    if plan.output is not None:
-        run.output = merged_output(run.output, plan.output)
+    run.output = output
     run.state = state
     return history(plan, old_status, old_environment, run)
 
@@ -198,7 +222,7 @@ def history(plan: Plan, old_status: str, old_environment: str, run: TaskRun) -> 
             old=old[column],
             new=getattr(run, column),
             keys_set=plan.keys_set,
-            keys_removed=list(plan.state_remove),
+            keys_removed=plan.keys_removed,
         )
         for kind, column in plan.moves
         if getattr(run, column) != old[column]
@@ -293,6 +317,17 @@ def merged_output(stored: Any, change: OutputChange) -> Any:
     if change.kind == OutputChange.MERGE:
         return {**(stored if isinstance(stored, dict) else {}), **change.value}
     return change.value  # None for CLEAR
+
+
+def log_entry_size(entry: Any) -> int:
+    """The bytes a log entry counts for: its compact JSON in UTF-8."""
+    return len(json.dumps(entry, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def check_output_size(output: Any, limit: int) -> None:
+    """Raise OutputTooLarge when ``output`` measures (as the state does) more than ``limit``."""
+    if output is not None and state_size(output) > limit:
+        raise OutputTooLarge(limit=limit)
 
 
 def merged_state(stored: Any, sent: Mapping[str, Any], remove_keys: Iterable[str]) -> dict[str, Any]:

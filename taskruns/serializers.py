@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.drainage import set_override
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field, extend_schema_serializer
-from jsonschema.exceptions import SchemaError, best_match
-from jsonschema.validators import validator_for
 from rest_framework import serializers
 from rest_framework.fields import empty
 
+from . import jsonschemas, rules
 from .conf import app_settings
 from .models import Task, TaskRun, TaskRunEnvironment, TaskRunEvent, TaskRunStatus
 from .renderers import TaskRunsJSONRenderer
@@ -372,17 +371,10 @@ class TaskSerializer(serializers.ModelSerializer[Any]):
         read_only_fields = ["id", "project", "created_by", "created_at", "updated_at"]
 
     def validate_json_schema(self, value: Any) -> Any:
-        if value is None:
-            return value
-        if not isinstance(value, dict):
-            raise serializers.ValidationError(_("A JSON Schema must be an object."), code="not_an_object")
         try:
-            validator_for(value).check_schema(value)
-        except SchemaError as exc:
-            raise serializers.ValidationError(
-                _("Not a valid JSON Schema: {message}").format(message=exc.message),
-                code="invalid_json_schema",
-            ) from None
+            jsonschemas.check_schema(value)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages[0], code=exc.code) from None
         return value
 
 
@@ -395,14 +387,13 @@ class SetOutputSerializer(serializers.Serializer[Any]):
         schema = self.context["task"].json_schema
         if schema is None:
             return value
-        error = best_match(validator_for(schema)(schema).iter_errors(value))
-        if error is not None:
-            raise serializers.ValidationError(
-                _("Output does not match the task's JSON Schema at {path}: {message}").format(
-                    path=error.json_path, message=error.message
-                ),
-                code="output_schema_mismatch",
-            )
+        try:
+            mismatch = jsonschemas.output_mismatch(schema, value)
+        except DjangoValidationError as exc:
+            # A schema stored before it was checked on write: refused now, never fetched from.
+            raise serializers.ValidationError(exc.messages[0], code=exc.code) from None
+        if mismatch is not None:
+            raise serializers.ValidationError(mismatch, code="output_schema_mismatch")
         return value
 
 
@@ -423,7 +414,7 @@ class AppendLogSerializer(serializers.Serializer[Any]):
             )
         largest = app_settings.LOG_MAX_ENTRY_BYTES
         for index, entry in enumerate(entries):
-            if len(json.dumps(entry, separators=(",", ":"), ensure_ascii=False).encode()) > largest:
+            if rules.log_entry_size(entry) > largest:
                 raise serializers.ValidationError(
                     _("Entry {index} is larger than {largest} bytes.").format(index=index, largest=largest),
                     code="entry_too_large",

@@ -21,7 +21,7 @@ from django.db.models import F
 from django.utils import timezone
 from rest_framework.exceptions import NotFound
 
-from . import rows, rules, signals
+from . import rows, rules, signals, waits
 from .access import RunScope
 from .conf import app_settings
 from .exceptions import AlreadyActiveInCloud, CloudStartFailed, LogFull, RunNotInProgress
@@ -29,6 +29,7 @@ from .executors import Versions, check_version, claim_run, executor_for, lock_ru
 from .history import SYSTEM, Actor, Change, record
 from .models import Task, TaskRun, TaskRunEnvironment, TaskRunEventKind, TaskRunLogEntry, TaskRunStatus
 from .transitions import is_allowed, is_terminal
+from .waits import write_transaction
 
 __all__ = [
     "append_log",
@@ -64,6 +65,7 @@ def create_run(
     ``heartbeat_timeout`` is in seconds; None: the run is never reaped for silence."""
     if heartbeat_timeout is FROM_SETTINGS:
         heartbeat_timeout = app_settings.HEARTBEAT_TIMEOUT
+    # Nothing here waits for a row lock: a plain transaction, without the limits' round trip.
     with transaction.atomic(using=rows.database_of(TaskRun)):
         run = TaskRun.objects.create(
             task=task,
@@ -112,7 +114,8 @@ def set_output(
 ) -> TaskRun:
     """Replace a run's output (already validated against its task's schema). With ``complete``,
     a non-terminal run also moves to ``completed`` when the transition table allows it."""
-    with transaction.atomic(using=rows.database_of(TaskRun)):
+    rules.check_output_size(output, app_settings.MAX_OUTPUT_BYTES)
+    with write_transaction(rows.database_of(TaskRun)):
         run = lock_run(run_id, scope, if_match)
         run.output = output
         history = [Change(Kind.OUTPUT_SET)]
@@ -129,7 +132,7 @@ def resume_in_cloud(
 
     The host's CLOUD_STARTER runs inside the transaction: if it raises, nothing is written.
     """
-    with transaction.atomic(using=rows.database_of(TaskRun)):
+    with write_transaction(rows.database_of(TaskRun)):
         run = lock_run(run_id, scope, if_match)
         if run.environment == TaskRunEnvironment.CLOUD and run.status in (
             TaskRunStatus.QUEUED,
@@ -171,7 +174,7 @@ def cancel_run(
     """Cancel a run cooperatively (taskruns.rules.cancel): at once when no executor has it,
     else by recording the request its executor will see. A terminal run, or a request already
     made, is left as it is (nothing written, the version unchanged)."""
-    with transaction.atomic(using=rows.database_of(TaskRun)):
+    with write_transaction(rows.database_of(TaskRun)):
         run = lock_run(run_id, scope, if_match)
         history = rules.cancel(run, reason, timezone.now())
         if history:
@@ -199,13 +202,15 @@ def heartbeat(run_id: Any, *, scope: RunScope | None = None) -> Heartbeat:
     scope_sql, scope_params = scope.sql("run", using) if scope is not None else ("TRUE", [])
     run_key = TaskRun._meta.pk.get_db_prep_value(run_id, connection)
     now = TaskRun._meta.get_field("last_heartbeat_at").get_db_prep_value(timezone.now(), connection)
+    limit_sql, limit_params = waits.lock_timeout_condition(using)
     sql = (
         f"UPDATE {TaskRun._meta.db_table} AS run SET last_heartbeat_at = %s "
-        f"WHERE run.id = %s AND run.status = %s AND {scope_sql} "
+        f"WHERE run.id = %s AND run.status = %s AND {scope_sql} AND {limit_sql} "
         "RETURNING status, version, cancel_requested_at"
     )
     # One statement, its own transaction in autocommit: no BEGIN/COMMIT round trips around it.
-    row = rows.fetch_one(sql, [now, run_key, rules.HEARTBEAT_STATUS, *scope_params], using)
+    params = [now, run_key, rules.HEARTBEAT_STATUS, *scope_params, *limit_params]
+    row = rows.fetch_one(sql, params, using)
     if row is not None:
         status, version, cancel_requested_at = row
         return Heartbeat(status, version, cancel_requested_at is not None)
@@ -219,7 +224,7 @@ def reap_run(run_id: Any, now: datetime, actor: Actor = SYSTEM) -> TaskRun | Non
     """End run ``run_id`` as stale (taskruns.rules.reap) if it still is at ``now``; None when
     it no longer is (it finished, heartbeated or moved meanwhile: that write wins) or another
     transaction holds it (another reaper, or a writer: skipped, not waited for)."""
-    with transaction.atomic(using=rows.database_of(TaskRun)):
+    with write_transaction(rows.database_of(TaskRun)):
         run = claim_run(run_id, rules.stale(now))
         if run is None:
             return None
@@ -228,19 +233,25 @@ def reap_run(run_id: Any, now: datetime, actor: Actor = SYSTEM) -> TaskRun | Non
 
 
 def append_log(run: TaskRun, entries: list[dict[str, Any]], if_match: Versions = None) -> int:
-    """Append entries, in order, to a run's log. Of the run row only its count of log entries
-    changes (not its version): counted and checked against the limit in one statement, so
-    concurrent appends cannot pass the limit together."""
+    """Append entries, in order, to a run's log. Of the run row only its counts of log entries
+    and bytes change (not its version): counted and checked against the limits in one
+    statement, so concurrent appends cannot pass a limit together."""
     check_version(run, if_match)
-    limit = app_settings.LOG_MAX_ENTRIES_PER_RUN
-    with transaction.atomic(using=rows.database_of(TaskRun)):
-        counted = TaskRun.objects.filter(pk=run.pk, log_entry_count__lte=limit - len(entries)).update(
-            log_entry_count=F("log_entry_count") + len(entries)
+    most_entries, most_bytes = app_settings.LOG_MAX_ENTRIES_PER_RUN, app_settings.LOG_MAX_BYTES_PER_RUN
+    size = sum(rules.log_entry_size(entry) for entry in entries)
+    with write_transaction(rows.database_of(TaskRun)):
+        counted = TaskRun.objects.filter(
+            pk=run.pk,
+            log_entry_count__lte=most_entries - len(entries),
+            log_byte_count__lte=most_bytes - size,
+        ).update(
+            log_entry_count=F("log_entry_count") + len(entries), log_byte_count=F("log_byte_count") + size
         )
         if not counted:
-            raise LogFull(limit=limit)
+            raise LogFull(limit=most_entries, limit_bytes=most_bytes)
         TaskRunLogEntry.objects.bulk_create(TaskRunLogEntry(run=run, entry=entry) for entry in entries)
     run.log_entry_count += len(entries)
+    run.log_byte_count += size
     return len(entries)
 
 

@@ -50,7 +50,7 @@ def test_valid_output_completes_a_run_of_a_task_with_a_schema(api, run):
 
 @pytest.mark.parametrize(
     ("output", "fragment"),
-    [({"tests_passed": True}, "'pr_url' is a required property"), ({"pr_url": 5}, "$.pr_url")],
+    [({"tests_passed": True}, '"pr_url" is a required property'), ({"pr_url": 5}, "$.pr_url")],
 )
 def test_output_not_matching_the_schema_is_a_400(api, run, output, fragment):
     Task.objects.filter(pk=run.task_id).update(json_schema=SCHEMA)
@@ -93,11 +93,12 @@ def test_appended_entries_are_read_back_in_order_as_ndjson(api, run):
     assert all(e.created_at for e in TaskRunLogEntry.objects.filter(run=run))
 
 
-def test_appending_only_counts_the_entries_on_the_run_row(api, run):
+def test_appending_only_counts_the_entries_and_bytes_on_the_run_row(api, run):
     before = stored(run)
     append(api, run, [{"a": 1}, {"b": 2}])
     append(api, run, [{"c": 3}])
-    assert stored(run) == {**before, "log_entry_count": 3}  # version and updated_at included
+    # Only the counts: version and updated_at included. The bytes are the entries as compact JSON.
+    assert stored(run) == {**before, "log_entry_count": 3, "log_byte_count": 3 * len(b"{\"a\":1}")}
 
 
 def test_log_url_appears_once_a_log_exists(api, run):

@@ -8,6 +8,8 @@ import logging
 import uuid
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext_lazy as _
@@ -21,12 +23,19 @@ from rest_framework.request import Request
 
 from ..access import visible_projects
 from ..conf import app_settings
+from ..deadline import database_deadline
 from ..etags import etag_for
-from ..exceptions import DatabaseUnavailable, PreconditionFailed, TaskRunsError
+from ..exceptions import (
+    DatabaseUnavailable,
+    PreconditionFailed,
+    RequestTooLarge,
+    TaskRunsError,
+    database_error,
+)
 from ..models import Project, Task
 from ..negotiation import RememberedContentNegotiation
 from ..openapi import TaskRunsAutoSchema
-from ..parsers import TaskRunsJSONParser
+from ..parsers import TaskRunsJSONParser, check_body_length
 from ..renderers import TaskRunsJSONRenderer
 from ..serializers import (
     TaskRunSerializer,
@@ -101,6 +110,15 @@ class ProjectScopedViewSet(viewsets.GenericViewSet[Any]):
     metadata_class = SimpleMetadata
     schema = TaskRunsAutoSchema()
 
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        # The whole request, authentication included, under the database deadline.
+        with database_deadline(app_settings.DATABASE_DEADLINE):
+            return super().dispatch(request, *args, **kwargs)
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        check_body_length(request)
+        super().initial(request, *args, **kwargs)
+
     def get_authenticators(self) -> Any:
         return [authenticator() for authenticator in app_settings.import_each("AUTHENTICATION_CLASSES")]
 
@@ -129,12 +147,17 @@ class ProjectScopedViewSet(viewsets.GenericViewSet[Any]):
         )
 
     def handle_exception(self, exc: Any) -> Any:
+        if isinstance(exc, RequestDataTooBig):
+            # The host's DATA_UPLOAD_MAX_MEMORY_SIZE is below the app's own MAX_REQUEST_BYTES.
+            exc = RequestTooLarge(limit=settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
         if isinstance(exc, OperationalError | InterfaceError):
-            # The database went away or failed mid-request: nothing was kept (a write is one
-            # statement or one transaction), so the client may retry. Not a 500.
+            # The database went away, failed mid-request or hit a wait limit: nothing was kept
+            # (a write is one statement or one transaction), so the client may retry. Not a 500.
             logger.warning("database unavailable: %s: %s", exc.__class__.__name__, exc)
-            exc = DatabaseUnavailable()
+            exc = database_error(exc)
         response = super().handle_exception(exc)
+        if isinstance(exc, DatabaseUnavailable):
+            response["Retry-After"] = str(exc.retry_after)
         # Whatever shape the configured exception handler gives errors, a conflict also tells
         # the client the run's current status (and allowed targets) so it can recover, and a
         # failed precondition the current run and its ETag.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -18,6 +17,7 @@ from ..models import Task, TaskRun
 from ..serializers import (
     TaskSerializer,
 )
+from ..waits import write_transaction
 from .base import (
     PROJECT_ID,
     ProjectScopedViewSet,
@@ -59,6 +59,6 @@ class TaskViewSet(
         # The task's runs are written too (their versions move), so that the change feed shows
         # each once more, as deleted (taskruns.feed).
         now = timezone.now()
-        with transaction.atomic(using=rows.database_of(TaskRun)):
+        with write_transaction(rows.database_of(TaskRun)):
             Task.objects.filter(pk=instance.pk).update(deleted_at=now)
             TaskRun.objects.filter(task_id=instance.pk).update(version=F("version") + 1, updated_at=now)
