@@ -123,6 +123,16 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": ENUM_NAME_OVERRIDES,
 }
 
+# A cache every server process on this machine shares, so the app's request rates (and the demo's
+# login throttle) hold under a multi-process server; a per-process memory cache would not
+# (taskruns.W007). A deployment on several machines points it at Redis or Memcached.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": os.environ.get("DJANGO_CACHE_DIR", str(BASE_DIR / ".cache" / "django")),
+    }
+}
+
 TASKRUNS = {
     "PROTECTED_STATE_KEYS": [],
     "RESUME_CLEAR_STATE_KEYS": ["sandbox_url"],

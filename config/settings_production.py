@@ -10,6 +10,10 @@ rather than falling back to a demo value. `manage.py check --deploy` is clean wi
     DJANGO_CSRF_TRUSTED_ORIGINS   optional, comma-separated https:// origins
     DJANGO_BEHIND_TLS_PROXY       "1" when a proxy terminates TLS and sets X-Forwarded-Proto
     DJANGO_CONN_MAX_AGE           seconds a database connection is kept (default 60)
+    DJANGO_REDIS_URL              redis://… : the cache the request rates are counted in, shared
+                                  by every process on every machine (needs the redis package).
+                                  Without it, a file cache in DJANGO_CACHE_DIR (default
+                                  /var/tmp/taskruns-cache), shared by the processes of one machine.
     DJANGO_DB_PREPARE_THRESHOLD   off (default) or N: prepare the app's hot statements after N
                                   runs on a connection. Only for a direct connection to PostgreSQL
                                   or PgBouncer >= 1.21 with max_prepared_statements; behind a
@@ -53,6 +57,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":  # noqa: F
     DATABASES["default"]["OPTIONS"]["prepare_threshold"] = prepare_threshold(  # noqa: F405
         os.environ.get("DJANGO_DB_PREPARE_THRESHOLD", "off")
     )
+
+if os.environ.get("DJANGO_REDIS_URL"):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ["DJANGO_REDIS_URL"],
+        }
+    }
+else:
+    CACHES["default"]["LOCATION"] = os.environ.get("DJANGO_CACHE_DIR", "/var/tmp/taskruns-cache")  # noqa: F405
 
 LOGGING = {
     "version": 1,

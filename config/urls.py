@@ -1,12 +1,21 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.http import JsonResponse
 from django.urls import include, path, re_path
 from django.views.defaults import page_not_found
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from .logins import throttled_login
+
+# The browsable API's login view, as rest_framework.urls defines it.
+DRF_LOGIN = auth_views.LoginView.as_view(template_name="rest_framework/login.html")
+
 urlpatterns = [
     path("", RedirectView.as_view(url="/api/docs/", permanent=False)),
+    # The two login views, throttled, ahead of the routes that define them.
+    path("admin/login/", throttled_login(admin.site.login)),
+    path("api-auth/login/", throttled_login(DRF_LOGIN)),
     path("admin/", admin.site.urls),
     path("api-auth/", include("rest_framework.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -43,10 +43,15 @@ class ProjectMembershipPolicy:
         return f"SELECT project_id FROM {MEMBERS} WHERE {MEMBER_COLUMN} = %s", [user.pk]
 
 
+def policy_projects(user: Any) -> QuerySet[Project]:
+    """The projects the access policy gives ``user`` (the admin's scope for staff)."""
+    projects: QuerySet[Project] = app_settings.import_from("ACCESS_POLICY")().visible_projects(user)
+    return projects
+
+
 def visible_projects(request: Any) -> QuerySet[Project]:
     """The projects this request may read and write, as a lazy queryset (used as a subquery)."""
-    policy = app_settings.import_from("ACCESS_POLICY")()
-    projects: QuerySet[Project] = policy.visible_projects(request.user)
+    projects = policy_projects(request.user)
     if isinstance(request.auth, ApiKey):
         # Evaluated inside the caller's query, not here: a key with no project list is
         # unrestricted, otherwise it reaches only its listed projects.

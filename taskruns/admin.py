@@ -1,4 +1,11 @@
-"""Admin screens. Run changes made here go through taskruns.updates like any API write."""
+"""Admin screens. Run changes made here go through taskruns.updates like any API write.
+
+Staff who are not superusers see what the API would show them (design §2): the projects the
+access policy gives them, those projects' tasks and runs, and their own API keys; a key is
+issued only to oneself (a superuser may issue one to anyone), and its raw value is shown on the
+page that answers the form, never put in a message (Django keeps messages in a signed, not
+encrypted, cookie).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.db.models import Case, Value, When
+from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
@@ -21,6 +30,7 @@ if TYPE_CHECKING:  # the stubs' generics; Django's admin classes take no subscri
     TabularInline = admin.TabularInline[Any, Any]
 else:
     ModelAdmin, TabularInline = admin.ModelAdmin, admin.TabularInline
+from .access import policy_projects
 from .exceptions import TaskRunsError
 from .history import Actor
 from .keys import assign_new_key, revoke
@@ -35,8 +45,32 @@ def pretty_json(value: Any) -> str:
     )
 
 
+class ScopedAdmin(ModelAdmin):
+    """Rows limited to the user's projects for staff who are not superusers; ``project_path``
+    is the lookup from the model to its project."""
+
+    project_path = "project"
+
+    def get_queryset(self, request: Any) -> Any:
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(**{f"{self.project_path}__in": policy_projects(request.user)})
+
+    def formfield_for_foreignkey(self, db_field: Any, request: Any, **kwargs: Any) -> Any:
+        if db_field.related_model is Project and not request.user.is_superuser:
+            kwargs["queryset"] = policy_projects(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_manytomany(self, db_field: Any, request: Any, **kwargs: Any) -> Any:
+        if db_field.related_model is Project and not request.user.is_superuser:
+            kwargs["queryset"] = policy_projects(request.user)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+
 @admin.register(Project)
-class ProjectAdmin(ModelAdmin):
+class ProjectAdmin(ScopedAdmin):
+    project_path = "pk"
     list_display = ["name", "id", "created_at"]
     search_fields = ["name"]
     filter_horizontal = ["members"]
@@ -63,12 +97,17 @@ class TaskRunInline(ReadOnlyInline):
 
 
 @admin.register(Task)
-class TaskAdmin(ModelAdmin):
+class TaskAdmin(ScopedAdmin):
     list_display = ["title", "project", "repository", "created_at", "deleted_at"]
-    list_filter = ["project", ("deleted_at", admin.EmptyFieldListFilter)]
+    list_filter = [("project", admin.RelatedOnlyFieldListFilter), ("deleted_at", admin.EmptyFieldListFilter)]
     search_fields = ["title", "repository"]
     readonly_fields = ["id", "created_by", "created_at", "updated_at"]
     inlines = [TaskRunInline]
+
+    def get_readonly_fields(self, request: Any, obj: Any = None) -> Any:
+        # A task never moves to another project (design §2): its runs, their keys' reach and
+        # the members who may see them all follow the project it was created in.
+        return [*self.readonly_fields, "project"] if obj is not None else self.readonly_fields
 
 
 def _run_action(name: str, description: Any, apply: Any) -> Any:
@@ -146,7 +185,7 @@ class StaleFilter(admin.SimpleListFilter):
 
 
 @admin.register(TaskRun)
-class TaskRunAdmin(ModelAdmin):
+class TaskRunAdmin(ScopedAdmin):
     list_display = [
         "id",
         "task",
@@ -251,6 +290,8 @@ class TaskRunAdmin(ModelAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(ModelAdmin):
+    created_template = "admin/taskruns/apikey/created.html"
+
     list_display = ["name", "user", "prefix", "created_at", "last_used_at", "expires_at", "revoked_at"]
     list_filter = [("revoked_at", admin.EmptyFieldListFilter), ("expires_at", admin.EmptyFieldListFilter)]
     filter_horizontal = ["projects"]
@@ -279,19 +320,45 @@ class ApiKeyAdmin(ModelAdmin):
             "revoked_at",
         ]
 
+    def get_queryset(self, request: Any) -> Any:
+        queryset = super().get_queryset(request)
+        return queryset if request.user.is_superuser else queryset.filter(user=request.user)
+
+    def formfield_for_foreignkey(self, db_field: Any, request: Any, **kwargs: Any) -> Any:
+        if db_field.name == "user" and not request.user.is_superuser:
+            kwargs["queryset"] = get_user_model()._default_manager.filter(pk=request.user.pk)
+            kwargs["initial"] = request.user.pk
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_manytomany(self, db_field: Any, request: Any, **kwargs: Any) -> Any:
+        if db_field.related_model is Project and not request.user.is_superuser:
+            kwargs["queryset"] = policy_projects(request.user)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
     def save_model(self, request: Any, obj: Any, form: Any, change: Any) -> Any:
         if not change:
-            raw_key = assign_new_key(obj)
-            self.message_user(
-                request,
-                _(
-                    "The new API key is %(key)s — copy it now: it is stored only as a hash "
-                    "and will not be shown again."
-                )
-                % {"key": raw_key},
-                messages.SUCCESS,
-            )
+            # Kept on the request for response_add, the page that shows it once.
+            request.taskruns_raw_key = assign_new_key(obj)
         super().save_model(request, obj, form, change)
+
+    def response_add(self, request: Any, obj: Any, post_url_continue: Any = None) -> Any:
+        raw_key = getattr(request, "taskruns_raw_key", None)
+        if raw_key is None:
+            return super().response_add(request, obj, post_url_continue)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("API key created"),
+            "api_key": obj,
+            "raw_key": raw_key,
+            "change_url": reverse(
+                "admin:taskruns_apikey_change", args=[obj.pk], current_app=self.admin_site.name
+            ),
+            "list_url": reverse("admin:taskruns_apikey_changelist", current_app=self.admin_site.name),
+        }
+        response = TemplateResponse(request, self.created_template, context)
+        response["Cache-Control"] = "no-store"
+        return response
 
     @admin.action(description=_("Revoke selected API keys"))
     def revoke_keys(self, request: Any, queryset: Any) -> Any:

@@ -59,6 +59,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                     f"TASKRUNS[{name!r}] must be a positive whole number, got {value!r}.", id="taskruns.E006"
                 )
             )
+    errors += _check_throttling(config)
     for name in OPTIONAL_SECONDS:
         value = config.get(name, DEFAULTS[name])
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -69,6 +70,60 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 )
             )
     return errors
+
+
+#: Cache backends whose counts are per process: a throttle counted there does not hold for a
+#: server of several processes.
+PER_PROCESS_CACHES = (
+    "django.core.cache.backends.locmem.LocMemCache",
+    "django.core.cache.backends.dummy.DummyCache",
+)
+
+
+def _check_throttling(config: dict[str, Any]) -> list[checks.CheckMessage]:
+    from rest_framework.throttling import SimpleRateThrottle
+
+    messages: list[checks.CheckMessage] = []
+    rates = config.get("THROTTLE_RATES", DEFAULTS["THROTTLE_RATES"])
+    scopes = set(DEFAULTS["THROTTLE_RATES"])
+    if not isinstance(rates, dict) or not set(rates) <= scopes:
+        return [
+            checks.Error(
+                f"TASKRUNS['THROTTLE_RATES'] must be a dict with keys among {sorted(scopes)}.",
+                id="taskruns.E008",
+            )
+        ]
+    for scope, rate in rates.items():
+        try:
+            if rate is not None:
+                SimpleRateThrottle.parse_rate(None, rate)  # type: ignore[arg-type]
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+            messages.append(
+                checks.Error(
+                    f"TASKRUNS['THROTTLE_RATES'][{scope!r}] must be None or a rate like '1200/min', "
+                    f"got {rate!r}.",
+                    id="taskruns.E008",
+                )
+            )
+    alias = config.get("THROTTLE_CACHE", DEFAULTS["THROTTLE_CACHE"])
+    caches_setting = getattr(django_settings, "CACHES", {}) or {"default": {}}
+    if alias not in caches_setting:
+        messages.append(
+            checks.Error(
+                f"TASKRUNS['THROTTLE_CACHE'] names no cache in CACHES: {alias!r}.", id="taskruns.E008"
+            )
+        )
+    elif caches_setting[alias].get("BACKEND", PER_PROCESS_CACHES[0]) in PER_PROCESS_CACHES:
+        messages.append(
+            checks.Warning(
+                f"The app's request rates are counted in the cache {alias!r}, which each server "
+                "process keeps for itself: N processes allow N times each rate.",
+                hint="Point TASKRUNS['THROTTLE_CACHE'] at a shared cache (Redis, Memcached, or a "
+                "file-based cache on a single machine).",
+                id="taskruns.W007",
+            )
+        )
+    return messages
 
 
 STRING_LISTS = ("PROTECTED_STATE_KEYS", "RESUME_CLEAR_STATE_KEYS", "STATE_APPEND_UNIQUE_KEYS")
@@ -96,7 +151,10 @@ LIMITS = (
     "LIST_COUNT_LIMIT",
 )
 #: The keys check_settings looks at, each by one of the groups above (TRANSITIONS by its own).
-CHECKED_KEYS = frozenset({*STRING_LISTS, *CALLABLES, *CLASS_LISTS, *LIMITS, *OPTIONAL_SECONDS, "TRANSITIONS"})
+CHECKED_KEYS = frozenset(
+    {*STRING_LISTS, *CALLABLES, *CLASS_LISTS, *LIMITS, *OPTIONAL_SECONDS}
+    | {"TRANSITIONS", "THROTTLE_RATES", "THROTTLE_CACHE"}
+)
 
 
 @checks.register()
@@ -116,6 +174,17 @@ def check_fast_paths(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
     database = django_settings.DATABASES.get(alias, {})
     if database.get("ENGINE") != "django.db.backends.postgresql":
         return messages
+    if app_settings.DATABASE_DEADLINE is not None and not database.get("OPTIONS", {}).get("connect_timeout"):
+        messages.append(
+            checks.Warning(
+                f"Database {alias!r} has no connect_timeout: a new connection to a server that "
+                "stops answering waits for ever, which the app's database deadline cannot cut short "
+                "(it severs open connections only).",
+                hint="Set DATABASES OPTIONS connect_timeout (seconds; a libpq parameter, which "
+                "poolers accept), e.g. 3.",
+                id="taskruns.W006",
+            )
+        )
     policy = app_settings.ACCESS_POLICY
     if policy != DEFAULTS["ACCESS_POLICY"]:
         messages.append(

@@ -88,6 +88,14 @@ DEFAULTS: dict[str, Any] = {
     # its connections are severed and it answers 503 `database_unavailable`: the bound when the
     # server stops answering altogether (taskruns.deadline). `None`: no deadline.
     "DATABASE_DEADLINE": 10,
+    # Request rates of the app's routes, as DRF writes them ("1200/min"; None: not limited):
+    # per API key, per user (all their keys and sessions), and failed authentications per
+    # client address (REMOTE_ADDR). Past a rate: 429 `throttled` with Retry-After.
+    "THROTTLE_RATES": {"api_key": "1200/min", "user": "3600/min", "failed_authentication": "60/min"},
+    # The cache alias the rates are counted in. It must be shared by every server process
+    # (Redis, Memcached, a file cache on one machine); a per-process memory cache lets each
+    # process allow the whole rate (system check taskruns.W007).
+    "THROTTLE_CACHE": "default",
     # Dotted path to the DRF exception handler of the app's routes. The default renders every
     # error as {"type", "errors": [{"code", "detail", "attr"}]} whatever the host's own
     # REST_FRAMEWORK["EXCEPTION_HANDLER"] is (taskruns.exceptions.exception_handler).

@@ -31,7 +31,9 @@ def if_match_versions(header: str | None) -> frozenset[int] | None:
     versions = set()
     for tag in tags:
         version = tag.strip('"').removesuffix("-log")
-        if tag.startswith('"') and version.isdigit():
+        # ASCII digits only, and no longer than a version can be: "²" and 5,000 digits are
+        # tags of no version (int() would refuse the one and the other), so they match nothing.
+        if tag.startswith('"') and version.isascii() and version.isdigit() and len(version) <= 19:
             versions.add(int(version))
     return frozenset(versions)
 

@@ -56,3 +56,11 @@ class TaskRunsJSONRenderer(JSONRenderer):
         if texts:
             rendered = _PLACEHOLDER.sub(lambda match: texts[int(match[1])], rendered)
         return rendered
+
+
+class NDJSONRenderer(JSONRenderer):
+    """Lets ``Accept: application/x-ndjson`` (or ``?format=ndjson``) reach the log, which the view
+    streams itself; an error is still rendered as JSON (TaskRunViewSet.finalize_response)."""
+
+    media_type = "application/x-ndjson"
+    format = "ndjson"

@@ -111,3 +111,14 @@ def stored(run: TaskRun) -> dict:
 def fast_password_hashing(settings):
     """PBKDF2's deliberate slowness only slows the suite down."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_request_rates():
+    """Each test starts with no requests counted against any rate (taskruns.throttling): the
+    counts live in a cache that outlasts a test, and key and user ids repeat between tests."""
+    from django.core.cache import caches
+
+    from taskruns.conf import app_settings
+
+    caches[app_settings.THROTTLE_CACHE].clear()

@@ -98,7 +98,7 @@ def test_appending_only_counts_the_entries_and_bytes_on_the_run_row(api, run):
     append(api, run, [{"a": 1}, {"b": 2}])
     append(api, run, [{"c": 3}])
     # Only the counts: version and updated_at included. The bytes are the entries as compact JSON.
-    assert stored(run) == {**before, "log_entry_count": 3, "log_byte_count": 3 * len(b"{\"a\":1}")}
+    assert stored(run) == {**before, "log_entry_count": 3, "log_byte_count": 3 * len(b'{"a":1}')}
 
 
 def test_log_url_appears_once_a_log_exists(api, run):

@@ -15,7 +15,7 @@ from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import viewsets
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import AuthenticationFailed, NotFound, Throttled, ValidationError
 from rest_framework.metadata import SimpleMetadata
 from rest_framework.pagination import CursorPagination, LimitOffsetPagination
 from rest_framework.renderers import BrowsableAPIRenderer
@@ -40,6 +40,7 @@ from ..renderers import TaskRunsJSONRenderer
 from ..serializers import (
     TaskRunSerializer,
 )
+from ..throttling import ApiKeyThrottle, FailedAuthenticationThrottle, UserThrottle
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ class ProjectScopedViewSet(viewsets.GenericViewSet[Any]):
     lookup_value_regex = "[^/]+"  # anything up to the next slash reaches the view and 404s as JSON
     pagination_class = TaskRunsPagination
     filter_backends: tuple[Any, ...] = ()
-    throttle_classes = ()
+    throttle_classes = (ApiKeyThrottle, UserThrottle)
     versioning_class = None
     metadata_class = SimpleMetadata
     schema = TaskRunsAutoSchema()
@@ -117,7 +118,25 @@ class ProjectScopedViewSet(viewsets.GenericViewSet[Any]):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         check_body_length(request)
+        # An address that has failed to authenticate too often is refused before its
+        # credentials are checked, so guessing keys gets no answer either way.
+        wait = FailedAuthenticationThrottle().refused_for(request)
+        if wait is not None:
+            raise Throttled(wait)
         super().initial(request, *args, **kwargs)
+
+    def options(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        # Out-of-scope resources are a 404 on every method (design §2), OPTIONS too: its
+        # metadata would otherwise confirm that the resource exists.
+        self.check_reachable()
+        return super().options(request, *args, **kwargs)
+
+    def check_reachable(self) -> None:
+        """Raise NotFound unless this request may see the URL's resource."""
+        if "pk" in self.kwargs:
+            self.get_object()
+        else:
+            self.get_project()
 
     def get_authenticators(self) -> Any:
         return [authenticator() for authenticator in app_settings.import_each("AUTHENTICATION_CLASSES")]
@@ -147,6 +166,8 @@ class ProjectScopedViewSet(viewsets.GenericViewSet[Any]):
         )
 
     def handle_exception(self, exc: Any) -> Any:
+        if isinstance(exc, AuthenticationFailed):
+            FailedAuthenticationThrottle().record(self.request)
         if isinstance(exc, RequestDataTooBig):
             # The host's DATA_UPLOAD_MAX_MEMORY_SIZE is below the app's own MAX_REQUEST_BYTES.
             exc = RequestTooLarge(limit=settings.DATA_UPLOAD_MAX_MEMORY_SIZE)

@@ -22,6 +22,7 @@ from ..access import RunScope
 from ..etags import etag_for, if_match_versions, if_none_match_hits
 from ..history import Actor
 from ..models import Task, TaskRun, TaskRunEvent, TaskRunLogEntry
+from ..renderers import NDJSONRenderer, TaskRunsJSONRenderer
 from ..serializers import (
     AppendLogSerializer,
     CancelSerializer,
@@ -75,6 +76,23 @@ class TaskRunViewSet(
     def get_task(self) -> Task:
         task: Task = get_object_or_404(self.visible_tasks(), pk=parse_uuid(self.kwargs["task_id"]))
         return task
+
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(response, Response) and isinstance(
+            getattr(request, "accepted_renderer", None), NDJSONRenderer
+        ):
+            # The log's own media type was asked for; anything but the log (an error) is JSON.
+            request.accepted_renderer, request.accepted_media_type = (
+                TaskRunsJSONRenderer(),
+                "application/json",
+            )
+        return super().finalize_response(request, response, *args, **kwargs)
+
+    def check_reachable(self) -> None:
+        if "pk" in self.kwargs:
+            self.get_object()
+        else:
+            self.get_task()
 
     def get_queryset(self) -> Any:
         runs = self.run_scope().runs().order_by("-created_at", "-id")
@@ -212,7 +230,13 @@ class TaskRunViewSet(
         return self.run_response(run)
 
     @extend_schema(responses={(200, "application/x-ndjson"): OpenApiTypes.STR})
-    @action(detail=True, methods=["get"], url_path="logs", url_name="logs")
+    @action(
+        detail=True,
+        methods=["get"],
+        url_path="logs",
+        url_name="logs",
+        renderer_classes=[TaskRunsJSONRenderer, NDJSONRenderer],
+    )
     def logs(self, request: Request, *args: Any, **kwargs: Any) -> Any:
         """The run's log as newline-delimited JSON, oldest first (empty when there is none)."""
         run = self.get_object()
