@@ -5,6 +5,7 @@ request waits to be served. The demo project is served from a SQLite file of its
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import sqlite3
@@ -42,7 +43,8 @@ def raw_patch(app, body_chunks, headers) -> tuple[int, dict]:
     url = urlsplit(app["run_url"])
     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=GUARD)
     try:
-        try:
+        # The server may answer and close before the whole body is sent: then read its answer.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             conn.request(
                 "PATCH",
                 url.path,
@@ -54,8 +56,6 @@ def raw_patch(app, body_chunks, headers) -> tuple[int, dict]:
                 },
                 encode_chunked="Content-Length" not in headers,
             )
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the server answered and closed before the whole body was sent: read the answer
         response = conn.getresponse()
         return response.status, json.loads(response.read() or b"{}")
     finally:
