@@ -60,6 +60,13 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 )
             )
     errors += _check_throttling(config)
+    dsn = config.get("STREAM_LISTEN_DSN")
+    if dsn is not None and not isinstance(dsn, str):
+        errors.append(
+            checks.Error(
+                "TASKRUNS['STREAM_LISTEN_DSN'] must be None or a connection string.", id="taskruns.E009"
+            )
+        )
     for name in OPTIONAL_SECONDS:
         value = config.get(name, DEFAULTS[name])
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -148,12 +155,17 @@ LIMITS = (
     "MAX_OUTPUT_BYTES",
     "LOG_MAX_BYTES_PER_RUN",
     "HISTORY_MAX_KEYS",
+    "STREAM_MAX_SECONDS",
+    "STREAM_KEEPALIVE_SECONDS",
+    "STREAM_POLL_SECONDS",
+    "STREAM_WSGI_MAX_SECONDS",
+    "STREAM_READ_THREADS",
     "LIST_COUNT_LIMIT",
 )
 #: The keys check_settings looks at, each by one of the groups above (TRANSITIONS by its own).
 CHECKED_KEYS = frozenset(
     {*STRING_LISTS, *CALLABLES, *CLASS_LISTS, *LIMITS, *OPTIONAL_SECONDS}
-    | {"TRANSITIONS", "THROTTLE_RATES", "THROTTLE_CACHE"}
+    | {"TRANSITIONS", "THROTTLE_RATES", "THROTTLE_CACHE", "STREAM_LISTEN_DSN"}
 )
 
 

@@ -96,6 +96,21 @@ DEFAULTS: dict[str, Any] = {
     # (Redis, Memcached, a file cache on one machine); a per-process memory cache lets each
     # process allow the whole rate (system check taskruns.W007).
     "THROTTLE_CACHE": "default",
+    # The live stream (design §13): a connection is rotated (`end` frame, reconnect) after this
+    # many seconds, and a silent one gets a `keepalive` frame this often.
+    "STREAM_MAX_SECONDS": 900,
+    "STREAM_KEEPALIVE_SECONDS": 20,
+    # Seconds between reads of a stream that cannot be woken by PostgreSQL's notifications
+    # (SQLite; PostgreSQL while the listener reconnects; every stream under WSGI).
+    "STREAM_POLL_SECONDS": 1,
+    # Under a WSGI server a stream holds a sync worker: it is rotated after this many seconds.
+    "STREAM_WSGI_MAX_SECONDS": 25,
+    # Threads (each with its own connection) that read for all the streams of one ASGI process.
+    "STREAM_READ_THREADS": 4,
+    # The PostgreSQL connection string the stream listener LISTENs on; None: the runs database's
+    # own settings. Point it at PostgreSQL itself when the app goes through a transaction-mode
+    # pooler, which cannot hold a LISTEN.
+    "STREAM_LISTEN_DSN": None,
     # Dotted path to the DRF exception handler of the app's routes. The default renders every
     # error as {"type", "errors": [{"code", "detail", "attr"}]} whatever the host's own
     # REST_FRAMEWORK["EXCEPTION_HANDLER"] is (taskruns.exceptions.exception_handler).

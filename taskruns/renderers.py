@@ -58,9 +58,17 @@ class TaskRunsJSONRenderer(JSONRenderer):
         return rendered
 
 
-class NDJSONRenderer(JSONRenderer):
-    """Lets ``Accept: application/x-ndjson`` (or ``?format=ndjson``) reach the log, which the view
-    streams itself; an error is still rendered as JSON (TaskRunViewSet.finalize_response)."""
+class StreamRenderer(JSONRenderer):
+    """A media type a view streams itself (its log, its events): negotiating it lets a client
+    ask for it; anything else the view answers (an error) is still rendered as JSON
+    (TaskRunViewSet.finalize_response)."""
 
+
+class NDJSONRenderer(StreamRenderer):
     media_type = "application/x-ndjson"
     format = "ndjson"
+
+
+class EventStreamRenderer(StreamRenderer):
+    media_type = "text/event-stream"
+    format = "event-stream"

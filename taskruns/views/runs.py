@@ -7,13 +7,16 @@ import json
 import uuid
 from typing import Any
 
+from django.core.handlers.asgi import ASGIRequest
+from django.db import connections
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -22,7 +25,7 @@ from ..access import RunScope
 from ..etags import etag_for, if_match_versions, if_none_match_hits
 from ..history import Actor
 from ..models import Task, TaskRun, TaskRunEvent, TaskRunLogEntry
-from ..renderers import NDJSONRenderer, TaskRunsJSONRenderer
+from ..renderers import EventStreamRenderer, NDJSONRenderer, TaskRunsJSONRenderer
 from ..serializers import (
     AppendLogSerializer,
     CancelSerializer,
@@ -35,6 +38,7 @@ from ..serializers import (
     run_list_answer,
 )
 from ..storedjson import select_as_stored
+from ..stream import Position, finished_before, frames_async, frames_sync, latest_log_id
 from .base import (
     PROJECT_ID,
     RUN_JSON_FIELDS,
@@ -246,6 +250,69 @@ class TaskRunViewSet(
             for entry in entries.iterator()
         )
         return StreamingHttpResponse(lines, content_type="application/x-ndjson")
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "start",
+                str,
+                enum=["latest"],
+                description="`latest`: skip the log written so far (state frames still start the stream).",
+            ),
+            OpenApiParameter(
+                "Last-Event-ID",
+                str,
+                OpenApiParameter.HEADER,
+                description="The `id` of the last frame received: resume exactly after it.",
+            ),
+        ],
+        responses={
+            (200, "text/event-stream"): OpenApiResponse(
+                OpenApiTypes.STR,
+                description="Frames: `state` (the run, first and whenever its version moves), `log` "
+                "(each entry, in order), `keepalive`, `end` (`rotated`: reconnect) and `stream-end` "
+                "(the run finished). `id` of state and log frames: `<last log entry id>.<version>`.",
+            ),
+            204: OpenApiResponse(
+                description="The run had finished at the `Last-Event-ID` sent: nothing follows."
+            ),
+        },
+    )
+    @action(
+        detail=True,
+        methods=["get"],
+        renderer_classes=[TaskRunsJSONRenderer, EventStreamRenderer],
+    )
+    def stream(self, request: Request, *args: Any, **kwargs: Any) -> Any:
+        """The run live, as Server-Sent Events (design §13): its state and log as they change,
+        resumable exactly once with `Last-Event-ID`."""
+        run = self.get_object()
+        resume = request.headers.get("Last-Event-ID")
+        if resume:
+            position = Position.parse(resume)
+            if position is None:
+                raise ValidationError(
+                    {"Last-Event-ID": [_("Not an event id of this stream.")]}, code="invalid_last_event_id"
+                )
+            if finished_before(run.pk, position):
+                return Response(status=204)
+        else:
+            start = request.query_params.get("start")
+            if start not in (None, "latest"):
+                raise ValidationError({"start": [_("Only 'latest' is accepted.")]}, code="invalid_choice")
+            position = Position(latest_log_id(run.pk) if start == "latest" else 0, 0)
+        if isinstance(request._request, ASGIRequest):
+            # Everything the stream reads from now on is read in the listener's pool: this
+            # request's own connection is not held for the stream's life.
+            for connection in connections.all(initialized_only=True):
+                connection.close()
+            content: Any = frames_async(run.pk, position)
+        else:
+            content = frames_sync(run.pk, position)
+        response = StreamingHttpResponse(content, content_type="text/event-stream")
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"  # a proxy must pass frames on as they come
+        return response
 
     @extend_schema(responses=TaskRunEventSerializer(many=True))
     @action(detail=True, methods=["get"])

@@ -1,0 +1,221 @@
+"""The live run stream (design §13): Server-Sent Events of a run's state and log, resumable
+exactly once.
+
+Every ``state`` and ``log`` frame carries the stream's position as its ``id``: ``<log>.<version>``,
+the id of the last log entry delivered and the last state version delivered. One
+``Last-Event-ID`` therefore resumes both: entries are sent by increasing id after ``<log>`` —
+appends to a run are serialised by its row lock (taskruns.updates.append_log), so a run's entry
+ids grow in commit order and none can appear later below one already read — and a state frame is
+sent only when the stored version is past ``<version>``. Versions seen are strictly increasing and
+the last one is the stored one; intermediate versions may be folded into the newest.
+
+Nothing here waits or holds a connection: ``read_batch`` is one short read (the run, then a page
+of its log), and the drivers decide when to read again — ``frames_async`` under ASGI, woken by
+PostgreSQL's notifications (taskruns.listen), ``frames_sync`` under WSGI, polling for a bounded
+time so that a worker is never held for ever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+
+from .conf import app_settings
+from .deadline import database_deadline
+from .models import TaskRun, TaskRunLogEntry
+from .transitions import is_terminal
+
+#: Log entries read (and sent) per read: a long backlog is replayed in pages, never in one query.
+PAGE = 500
+#: The run's fields in a state frame.
+STATE_FIELDS = (
+    "status",
+    "stage",
+    "branch",
+    "output",
+    "error_message",
+    "environment",
+    "version",
+    "updated_at",
+    "completed_at",
+    "cancel_requested_at",
+)
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a client is in a run's stream: the last log entry id and state version it got."""
+
+    log_id: int = 0
+    version: int = 0
+
+    @property
+    def event_id(self) -> str:
+        return f"{self.log_id}.{self.version}"
+
+    @classmethod
+    def parse(cls, value: str) -> Position | None:
+        """The position a ``Last-Event-ID`` names, or None when it is not one this stream gave."""
+        log_id, dot, version = value.strip().partition(".")
+        parts = (log_id, version)
+        if not dot or not all(part.isascii() and part.isdigit() and len(part) <= 19 for part in parts):
+            return None
+        return cls(int(log_id), int(version))
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One read's frames, the position after them, and what to do next."""
+
+    frames: list[str]
+    position: Position
+    more: bool  # a full page of log: read again at once
+    final_status: str | None  # the run is terminal and everything is sent: end the stream
+    gone: bool = False  # the run no longer exists (or its task was deleted)
+
+
+def frame(event: str, data: Any, event_id: str | None = None) -> str:
+    """One SSE frame. The data is one line of JSON, so it needs no ``data:`` continuation."""
+    text = json.dumps(data, cls=DjangoJSONEncoder, ensure_ascii=False, separators=(",", ":"))
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {text}\n\n"
+
+
+def state_of(run: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "run_id": str(run["id"]),
+        "task_id": str(run["task_id"]),
+        **{name: run[name] for name in STATE_FIELDS},
+    }
+
+
+def latest_log_id(run_id: Any) -> int:
+    last = TaskRunLogEntry.objects.filter(run_id=run_id).order_by("-id").values_list("id", flat=True).first()
+    return int(last or 0)
+
+
+def read_batch(run_id: Any, position: Position) -> Batch:
+    """The frames a client at ``position`` has not had yet: a state frame if the version moved,
+    then up to a page of log entries; and whether the stream is over."""
+    run = (
+        TaskRun.objects.filter(pk=run_id, task__deleted_at__isnull=True)
+        .values("id", "task_id", *STATE_FIELDS)
+        .first()
+    )
+    if run is None:
+        return Batch([], position, more=False, final_status=None, gone=True)
+    frames = []
+    if run["version"] > position.version:
+        position = Position(position.log_id, run["version"])
+        frames.append(frame("state", state_of(run), position.event_id))
+    entries = list(
+        TaskRunLogEntry.objects.filter(run_id=run_id, id__gt=position.log_id)
+        .order_by("id")
+        .values_list("id", "entry")[:PAGE]
+    )
+    for entry_id, entry in entries:
+        position = Position(entry_id, position.version)
+        frames.append(frame("log", entry, position.event_id))
+    more = len(entries) == PAGE
+    final = run["status"] if is_terminal(run["status"]) and not more else None
+    return Batch(frames, position, more=more, final_status=final)
+
+
+def finished_before(run_id: Any, position: Position) -> bool:
+    """Whether a client reconnecting at ``position`` already has the end of a finished run
+    (answered 204, which stops a browser's EventSource from reconnecting)."""
+    batch = read_batch(run_id, position)
+    return batch.final_status is not None and not batch.frames
+
+
+def stream_end(batch: Batch) -> str:
+    return frame("stream-end", {"status": batch.final_status}, batch.position.event_id)
+
+
+ROTATED = frame("end", {"type": "rotated"})
+KEEPALIVE = frame("keepalive", {})
+GONE = frame("end", {"type": "gone"})
+
+
+def frames_sync(run_id: Any, position: Position) -> Iterator[str]:
+    """The stream under WSGI: polls every ``STREAM_POLL_SECONDS`` and rotates after
+    ``STREAM_WSGI_MAX_SECONDS`` at most, so a sync worker is never held longer than that."""
+    limit = min(app_settings.STREAM_MAX_SECONDS, app_settings.STREAM_WSGI_MAX_SECONDS)
+    started = last_sent = time.monotonic()
+    while True:
+        with database_deadline(app_settings.DATABASE_DEADLINE):
+            batch = read_batch(run_id, position)
+        position = batch.position
+        yield from batch.frames
+        now = time.monotonic()
+        if batch.frames:
+            last_sent = now
+        if batch.gone:
+            yield GONE
+            return
+        if batch.final_status is not None:
+            yield stream_end(batch)
+            return
+        if batch.more:
+            continue
+        if now - started >= limit:
+            yield ROTATED
+            return
+        if now - last_sent >= app_settings.STREAM_KEEPALIVE_SECONDS:
+            yield KEEPALIVE
+            last_sent = now
+        time.sleep(min(app_settings.STREAM_POLL_SECONDS, max(0.0, limit - (now - started))))
+
+
+async def frames_async(run_id: Any, position: Position) -> AsyncIterator[str]:
+    """The stream under ASGI: reads in the listener's thread pool (no connection is held while
+    waiting), woken by the run's notifications, or every ``STREAM_POLL_SECONDS`` while the
+    process is not listening (SQLite, or PostgreSQL unreachable)."""
+    from .listen import hub
+
+    listener = hub()
+    subscription = listener.subscribe(run_id)
+    limit = app_settings.STREAM_MAX_SECONDS
+    keepalive = app_settings.STREAM_KEEPALIVE_SECONDS
+    loop = asyncio.get_running_loop()
+    started = last_sent = loop.time()
+    try:
+        while True:
+            subscription.clear()  # set again by any notification from here on
+            batch = await listener.read(read_batch, run_id, position)
+            position = batch.position
+            for text in batch.frames:
+                yield text
+            now = loop.time()
+            if batch.frames:
+                last_sent = now
+            if batch.gone:
+                yield GONE
+                return
+            if batch.final_status is not None:
+                yield stream_end(batch)
+                return
+            if batch.more:
+                continue
+            wait = min(limit - (now - started), keepalive - (now - last_sent))
+            if not listener.listening:
+                wait = min(wait, app_settings.STREAM_POLL_SECONDS)
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(subscription.wait(), wait)
+            now = loop.time()
+            if now - started >= limit:
+                yield ROTATED
+                return
+            if now - last_sent >= keepalive:
+                yield KEEPALIVE
+                last_sent = now
+    finally:
+        listener.unsubscribe(run_id, subscription)
