@@ -94,8 +94,9 @@ class Hub:
                 raise
             except Exception as exc:  # the server went away: poll meanwhile, then listen again
                 logger.warning("stream listener: %s: %s", exc.__class__.__name__, exc)
-            self.listening = False
-            self.wake()
+            if self.listening:  # lost: every stream reads once more, then polls until relistening
+                self.listening = False
+                self.wake()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10)
 

@@ -18,7 +18,6 @@ time so that a worker is never held for ever.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -190,6 +189,7 @@ async def frames_async(run_id: Any, position: Position) -> AsyncIterator[str]:
         while True:
             subscription.clear()  # set again by any notification from here on
             batch = await listener.read(read_batch, run_id, position)
+            read_at = loop.time()
             position = batch.position
             for text in batch.frames:
                 yield text
@@ -204,18 +204,27 @@ async def frames_async(run_id: Any, position: Position) -> AsyncIterator[str]:
                 return
             if batch.more:
                 continue
-            wait = min(limit - (now - started), keepalive - (now - last_sent))
-            if not listener.listening:
-                wait = min(wait, app_settings.STREAM_POLL_SECONDS)
-            if wait > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(subscription.wait(), wait)
-            now = loop.time()
-            if now - started >= limit:
-                yield ROTATED
-                return
-            if now - last_sent >= keepalive:
-                yield KEEPALIVE
-                last_sent = now
+            # Wait to be woken (then read again), sending keepalives meanwhile; while the process
+            # is not listening, read again every STREAM_POLL_SECONDS instead.
+            while True:
+                now = loop.time()
+                if now - started >= limit:
+                    yield ROTATED
+                    return
+                if now - last_sent >= keepalive:
+                    yield KEEPALIVE
+                    last_sent = now
+                polling = not listener.listening
+                poll_due = app_settings.STREAM_POLL_SECONDS - (now - read_at)
+                if polling and poll_due <= 0:
+                    break
+                wait = min(limit - (now - started), keepalive - (now - last_sent))
+                if polling:
+                    wait = min(wait, poll_due)
+                try:
+                    await asyncio.wait_for(subscription.wait(), max(wait, 0.0))
+                    break
+                except TimeoutError:
+                    pass
     finally:
         listener.unsubscribe(run_id, subscription)

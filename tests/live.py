@@ -111,10 +111,11 @@ class ThrowawayPostgres:
 
 @contextmanager
 def serve_demo(
-    url: str, extra_env: dict[str, str] | None = None, workers: int = 2
+    url: str, extra_env: dict[str, str] | None = None, workers: int = 2, server: str = "gunicorn"
 ) -> Iterator[dict[str, Any]]:
-    """The demo project on database ``url`` under gunicorn (sync workers, DEBUG off, persistent
-    connections), with its own cache directory; yields {"base", "run_url", "api_key", …}.
+    """The demo project on database ``url`` under gunicorn (sync workers: WSGI) or uvicorn
+    (ASGI), DEBUG off, persistent connections, with its own cache directory; yields {"base",
+    "run_url", "api_key", …}.
     ``TASKRUNS_OVERRIDES`` in ``extra_env`` (JSON) changes the app's settings (tests.live_settings)."""
     cache_dir = tempfile.mkdtemp(prefix="taskruns-live-cache-")
     env = {
@@ -137,9 +138,15 @@ def serve_demo(
     )
     demo = json.loads(made.stdout)
     port = free_port()
-    command = [sys.executable, "-m", "gunicorn", "config.wsgi", "-w", str(workers), "-b", f"127.0.0.1:{port}"]
-    server = subprocess.Popen(
-        [*command, "--timeout", "30"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    if server == "uvicorn":
+        command = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--workers", str(workers)]
+        command += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+        command += ["--timeout-graceful-shutdown", "2"]
+    else:
+        command = [sys.executable, "-m", "gunicorn", "config.wsgi", "-w", str(workers)]
+        command += ["-b", f"127.0.0.1:{port}", "--timeout", "30"]
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -155,8 +162,8 @@ def serve_demo(
             "run_url": demo["run_url"].replace("http://127.0.0.1:8000", base),
         }
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        process.terminate()
+        process.wait(timeout=30)
         shutil.rmtree(cache_dir, ignore_errors=True)
 
 
