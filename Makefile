@@ -36,10 +36,11 @@ $(VENV_NEXT)/.installed: pyproject.toml
 
 setup-next: $(VENV_NEXT)/.installed
 
+# uvicorn serves every route of the demo (config/asgi.py), the live streams included.
 run: setup
 	$(PY) manage.py migrate
 	$(PY) manage.py taskruns_demo
-	$(PY) manage.py runserver 127.0.0.1:8000
+	$(PY) -m uvicorn config.asgi:application --host 127.0.0.1 --port 8000
 
 # The whole suite: SQLite (everything but the PostgreSQL, browser and agent-client tests), then
 # PostgreSQL (everything, those included), then the contract tests against the foreign host on

@@ -67,6 +67,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 "TASKRUNS['STREAM_LISTEN_DSN'] must be None or a connection string.", id="taskruns.E009"
             )
         )
+    for name in SECONDS:
+        value = config.get(name, DEFAULTS[name])
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            errors.append(
+                checks.Error(
+                    f"TASKRUNS[{name!r}] must be a positive number of seconds, got {value!r}.",
+                    id="taskruns.E009",
+                )
+            )
     for name in OPTIONAL_SECONDS:
         value = config.get(name, DEFAULTS[name])
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -136,6 +145,8 @@ def _check_throttling(config: dict[str, Any]) -> list[checks.CheckMessage]:
 STRING_LISTS = ("PROTECTED_STATE_KEYS", "RESUME_CLEAR_STATE_KEYS", "STATE_APPEND_UNIQUE_KEYS")
 CALLABLES = ("CLOUD_STARTER", "ACCESS_POLICY", "EXCEPTION_HANDLER", "LIVENESS_CHECK")
 OPTIONAL_CALLABLES = ("CLOUD_STARTER", "LIVENESS_CHECK")
+#: Durations that may be fractions of a second (the stream's timings).
+SECONDS = ("STREAM_MAX_SECONDS", "STREAM_KEEPALIVE_SECONDS", "STREAM_POLL_SECONDS", "STREAM_WSGI_MAX_SECONDS")
 OPTIONAL_SECONDS = (
     "HEARTBEAT_TIMEOUT",
     "QUEUED_TTL",
@@ -155,16 +166,12 @@ LIMITS = (
     "MAX_OUTPUT_BYTES",
     "LOG_MAX_BYTES_PER_RUN",
     "HISTORY_MAX_KEYS",
-    "STREAM_MAX_SECONDS",
-    "STREAM_KEEPALIVE_SECONDS",
-    "STREAM_POLL_SECONDS",
-    "STREAM_WSGI_MAX_SECONDS",
     "STREAM_READ_THREADS",
     "LIST_COUNT_LIMIT",
 )
 #: The keys check_settings looks at, each by one of the groups above (TRANSITIONS by its own).
 CHECKED_KEYS = frozenset(
-    {*STRING_LISTS, *CALLABLES, *CLASS_LISTS, *LIMITS, *OPTIONAL_SECONDS}
+    {*STRING_LISTS, *CALLABLES, *CLASS_LISTS, *LIMITS, *OPTIONAL_SECONDS, *SECONDS}
     | {"TRANSITIONS", "THROTTLE_RATES", "THROTTLE_CACHE", "STREAM_LISTEN_DSN"}
 )
 

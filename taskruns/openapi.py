@@ -97,11 +97,13 @@ class TaskRunsAutoSchema(AutoSchema):
     def _error_statuses(self) -> list[int]:
         """The error statuses this operation can answer (design §10, README "Errors")."""
         action = getattr(self.view, "action", None)
-        statuses = [401, 404, 503]
+        statuses = [401, 404, 429, 503]
         if self.method in ("POST", "PATCH", "PUT") and self.get_request_serializer() is not None:
-            statuses += [400, 413, 415]
-        elif self.method == "GET" and (self._is_list_view() or action == "events"):
-            statuses.append(400)  # a filter value it cannot take, a bad cursor, an offset too large
+            statuses += [400, 411, 413, 415]
+        elif self.method == "GET" and (self._is_list_view() or action in ("events", "stream")):
+            # A filter value it cannot take, a bad cursor, an offset too large; a stream's
+            # unknown Last-Event-ID or start.
+            statuses.append(400)
         if (
             action in ("partial_update", "resume_in_cloud", "set_output", "append_log", "cancel")
             and self._is_run_view()
@@ -123,11 +125,14 @@ ERROR_DESCRIPTIONS = {
     401: "Missing or invalid credentials (with `WWW-Authenticate: Bearer`).",
     404: "No such resource, or not visible to this caller.",
     409: "Conflict with the run's current status; the body carries `current_status`.",
+    411: "A body without a declared length (`Transfer-Encoding: chunked`): send `Content-Length`.",
     412: "If-Match names an older version; the body carries the current `run`.",
-    413: "The body, the run's state or its log would exceed a limit.",
+    413: "The body, the run's state, its output or its log would exceed a limit.",
     415: "The body is not `application/json`.",
+    429: "Too many requests from this key, user or address; `Retry-After` says when to retry.",
     502: "The cloud worker could not be started; nothing was changed.",
-    503: "The database is unavailable; nothing was changed, retry later.",
+    503: "The database is unavailable, timed out, or another writer holds the run (`run_busy`); "
+    "nothing was changed, retry after `Retry-After` seconds.",
 }
 
 

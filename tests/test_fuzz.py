@@ -56,6 +56,13 @@ def keep_the_test_transaction():
     request_finished.connect(close_old_connections)
 
 
+@pytest.fixture(autouse=True)
+def short_streams(settings):
+    """A stream served in-process under WSGI polls until STREAM_WSGI_MAX_SECONDS: ended at once
+    here, so that each generated stream request is one read (its frames are still validated)."""
+    settings.TASKRUNS = {**settings.TASKRUNS, "STREAM_WSGI_MAX_SECONDS": 0.01, "STREAM_POLL_SECONDS": 0.01}
+
+
 @pytest.fixture
 def target(run, raw_key):
     return {"run": run, "headers": {"Authorization": f"Bearer {raw_key}"}}

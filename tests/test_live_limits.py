@@ -26,7 +26,8 @@ GUARD = 30
 def app():
     directory = tempfile.mkdtemp(prefix="taskruns-live-")
     database = Path(directory) / "db.sqlite3"
-    with serve_demo(f"sqlite:///{database}") as served:
+    overrides = {"STREAM_WSGI_MAX_SECONDS": 2, "STREAM_POLL_SECONDS": 1}
+    with serve_demo(f"sqlite:///{database}", {"TASKRUNS_OVERRIDES": json.dumps(overrides)}) as served:
         yield {**served, "database": database}
 
 
@@ -123,3 +124,19 @@ def test_many_parallel_catastrophic_patterns_are_answered_and_so_is_everyone_els
         f"\n{len(answers)} parallel catastrophic-pattern outputs: all 400 in "
         f"{max(a.seconds for a in answers):.3f} s at most; another GET meanwhile: {other.seconds:.3f} s"
     )
+
+
+def test_a_stream_under_a_wsgi_worker_is_bounded_and_then_rotated(app):
+    """Under gunicorn's sync workers a stream holds a worker, so it ends after
+    STREAM_WSGI_MAX_SECONDS (2 here) with an `end` frame, and the worker serves others again."""
+    url = urlsplit(app["run_url"])
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=GUARD)
+    conn.request("GET", f"{url.path}stream/", headers={"Authorization": f"Bearer {app['api_key']}"})
+    response = conn.getresponse()
+    assert response.status == 200 and response.getheader("Content-Type") == "text/event-stream"
+    text = response.read().decode()  # returns when the server ends the stream
+    conn.close()
+    events = [line[7:] for line in text.splitlines() if line.startswith("event: ")]
+    assert events[0] == "state" and events[-1] == "end"
+    assert '"rotated"' in text.rsplit("event: end", 1)[1]
+    assert call("GET", app["run_url"], app["api_key"]).status == 200

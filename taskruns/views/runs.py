@@ -25,7 +25,7 @@ from ..access import RunScope
 from ..etags import etag_for, if_match_versions, if_none_match_hits
 from ..history import Actor
 from ..models import Task, TaskRun, TaskRunEvent, TaskRunLogEntry
-from ..renderers import EventStreamRenderer, NDJSONRenderer, TaskRunsJSONRenderer
+from ..renderers import EventStreamRenderer, NDJSONRenderer, StreamRenderer, TaskRunsJSONRenderer
 from ..serializers import (
     AppendLogSerializer,
     CancelSerializer,
@@ -46,6 +46,17 @@ from .base import (
     path_ids,
 )
 from .lists import LIST_PARAMETERS, RunListViewSet
+
+#: One event of the stream, as an SSE parser reads it (its data is one line of JSON).
+SSE_EVENT = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": ["state", "log", "keepalive", "end", "stream-end"]},
+        "data": {"type": "string", "description": "One line of JSON."},
+        "id": {"type": "string", "pattern": "^[0-9]+\\.[0-9]+$"},
+    },
+}
 
 
 @extend_schema(
@@ -83,9 +94,10 @@ class TaskRunViewSet(
 
     def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
         if isinstance(response, Response) and isinstance(
-            getattr(request, "accepted_renderer", None), NDJSONRenderer
+            getattr(request, "accepted_renderer", None), StreamRenderer
         ):
-            # The log's own media type was asked for; anything but the log (an error) is JSON.
+            # A streamed media type was asked for (the log's, the events'); anything but the
+            # stream itself (an error) is JSON.
             request.accepted_renderer, request.accepted_media_type = (
                 TaskRunsJSONRenderer(),
                 "application/json",
@@ -268,7 +280,7 @@ class TaskRunViewSet(
         ],
         responses={
             (200, "text/event-stream"): OpenApiResponse(
-                OpenApiTypes.STR,
+                SSE_EVENT,
                 description="Frames: `state` (the run, first and whenever its version moves), `log` "
                 "(each entry, in order), `keepalive`, `end` (`rotated`: reconnect) and `stream-end` "
                 "(the run finished). `id` of state and log frames: `<last log entry id>.<version>`.",
