@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.db.models import Case, Value, When
+from django.http import Http404, HttpResponseBadRequest
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
@@ -36,6 +37,7 @@ from .history import Actor
 from .keys import assign_new_key, revoke
 from .models import ApiKey, Project, Task, TaskRun, TaskRunEvent, TaskRunStatus
 from .reaper import reap
+from .stream import BadStreamRequest, event_stream
 
 
 def pretty_json(value: Any) -> str:
@@ -198,7 +200,7 @@ class TaskRunAdmin(ScopedAdmin):
         "updated_at",
         "is_stale",
     ]
-    list_filter = ["status", "environment", StaleFilter, "project"]
+    list_filter = ["status", "environment", StaleFilter, ("project", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["task", "project"]
     search_fields = ["branch", "stage", "task__title"]
     fields = [
@@ -227,6 +229,7 @@ class TaskRunAdmin(ScopedAdmin):
     # Status and environment move only through the actions, which apply the transition rules.
     readonly_fields = [str(f) for f in fields if f not in ("stage", "branch", "error_message")]
     inlines = [TaskRunEventInline]
+    change_form_template = "admin/taskruns/taskrun/change_form.html"  # a "Watch live" link
     actions = [_status_action(s) for s in TaskRunStatus.values if s != TaskRunStatus.NOT_STARTED] + [
         _run_action("resume_in_cloud", _("Resume selected runs in cloud"), updates.resume_in_cloud),
         "reap_now",
@@ -235,6 +238,50 @@ class TaskRunAdmin(ScopedAdmin):
     def get_queryset(self, request: Any) -> Any:
         stale = Case(When(rules.stale(timezone.now()), then=Value(True)), default=Value(False))
         return super().get_queryset(request).annotate(stale=stale)
+
+    def get_urls(self) -> Any:
+        names = f"{self.opts.app_label}_{self.opts.model_name}"
+        return [
+            path("<path:object_id>/live/", self.admin_site.admin_view(self.live_view), name=f"{names}_live"),
+            path(
+                "<path:object_id>/live/stream/",
+                self.admin_site.admin_view(self.live_stream),
+                name=f"{names}_live_stream",
+            ),
+            *super().get_urls(),
+        ]
+
+    def viewable_run(self, request: Any, object_id: str) -> TaskRun:
+        run = self.get_object(request, object_id)  # within the user's scope (ScopedAdmin)
+        if run is None or not self.has_view_permission(request, run):
+            raise Http404
+        return run
+
+    def live_view(self, request: Any, object_id: str) -> Any:
+        """The run live: status, stage, state and the log's tail, updated in place from the
+        stream below by the browser's EventSource (no outside assets)."""
+        run = self.viewable_run(request, object_id)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": run,
+            "title": _("Watching run %(id)s") % {"id": run.pk},
+            "stream_url": reverse(
+                f"admin:{self.opts.app_label}_{self.opts.model_name}_live_stream",
+                args=[run.pk],
+                current_app=self.admin_site.name,
+            ),
+        }
+        return TemplateResponse(request, "admin/taskruns/taskrun/live.html", context)
+
+    def live_stream(self, request: Any, object_id: str) -> Any:
+        """The run's stream (taskruns.stream) for the live page, with its state in each state
+        frame; scoped by the admin's rules instead of the API's."""
+        run = self.viewable_run(request, object_id)
+        try:
+            return event_stream(request, run.pk, with_state=True)
+        except BadStreamRequest as refused:
+            return HttpResponseBadRequest(str(refused.message))
 
     @admin.display(description=_("stale"), boolean=True, ordering="stale")
     def is_stale(self, run: TaskRun) -> bool:

@@ -24,7 +24,11 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.handlers.asgi import ASGIRequest
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connections
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.utils.translation import gettext_lazy as _
 
 from .conf import app_settings
 from .deadline import database_deadline
@@ -88,11 +92,9 @@ def frame(event: str, data: Any, event_id: str | None = None) -> str:
 
 
 def state_of(run: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "run_id": str(run["id"]),
-        "task_id": str(run["task_id"]),
-        **{name: run[name] for name in STATE_FIELDS},
-    }
+    """A state frame's data: the run's ids and the fields read (STATE_FIELDS, maybe its state)."""
+    fields = {name: value for name, value in run.items() if name not in ("id", "task_id")}
+    return {"run_id": str(run["id"]), "task_id": str(run["task_id"]), **fields}
 
 
 def latest_log_id(run_id: Any) -> int:
@@ -100,12 +102,14 @@ def latest_log_id(run_id: Any) -> int:
     return int(last or 0)
 
 
-def read_batch(run_id: Any, position: Position) -> Batch:
+def read_batch(run_id: Any, position: Position, with_state: bool = False) -> Batch:
     """The frames a client at ``position`` has not had yet: a state frame if the version moved,
-    then up to a page of log entries; and whether the stream is over."""
+    then up to a page of log entries; and whether the stream is over. ``with_state`` adds the
+    run's ``state`` to state frames (the admin's live page shows it)."""
+    fields = (*STATE_FIELDS, "state") if with_state else STATE_FIELDS
     run = (
         TaskRun.objects.filter(pk=run_id, task__deleted_at__isnull=True)
-        .values("id", "task_id", *STATE_FIELDS)
+        .values("id", "task_id", *fields)
         .first()
     )
     if run is None:
@@ -143,14 +147,14 @@ KEEPALIVE = frame("keepalive", {})
 GONE = frame("end", {"type": "gone"})
 
 
-def frames_sync(run_id: Any, position: Position) -> Iterator[str]:
+def frames_sync(run_id: Any, position: Position, with_state: bool = False) -> Iterator[str]:
     """The stream under WSGI: polls every ``STREAM_POLL_SECONDS`` and rotates after
     ``STREAM_WSGI_MAX_SECONDS`` at most, so a sync worker is never held longer than that."""
     limit = min(app_settings.STREAM_MAX_SECONDS, app_settings.STREAM_WSGI_MAX_SECONDS)
     started = last_sent = time.monotonic()
     while True:
         with database_deadline(app_settings.DATABASE_DEADLINE):
-            batch = read_batch(run_id, position)
+            batch = read_batch(run_id, position, with_state)
         position = batch.position
         yield from batch.frames
         now = time.monotonic()
@@ -173,7 +177,7 @@ def frames_sync(run_id: Any, position: Position) -> Iterator[str]:
         time.sleep(min(app_settings.STREAM_POLL_SECONDS, max(0.0, limit - (now - started))))
 
 
-async def frames_async(run_id: Any, position: Position) -> AsyncIterator[str]:
+async def frames_async(run_id: Any, position: Position, with_state: bool = False) -> AsyncIterator[str]:
     """The stream under ASGI: reads in the listener's thread pool (no connection is held while
     waiting), woken by the run's notifications, or every ``STREAM_POLL_SECONDS`` while the
     process is not listening (SQLite, or PostgreSQL unreachable)."""
@@ -188,7 +192,7 @@ async def frames_async(run_id: Any, position: Position) -> AsyncIterator[str]:
     try:
         while True:
             subscription.clear()  # set again by any notification from here on
-            batch = await listener.read(read_batch, run_id, position)
+            batch = await listener.read(read_batch, run_id, position, with_state)
             read_at = loop.time()
             position = batch.position
             for text in batch.frames:
@@ -228,3 +232,42 @@ async def frames_async(run_id: Any, position: Position) -> AsyncIterator[str]:
                     pass
     finally:
         listener.unsubscribe(run_id, subscription)
+
+
+class BadStreamRequest(ValueError):
+    """A stream request naming a position or start this stream cannot take (a 400)."""
+
+    def __init__(self, field: str, code: str, message: Any) -> None:
+        super().__init__(message)
+        self.field, self.code, self.message = field, code, message
+
+
+def event_stream(request: HttpRequest, run_id: Any, with_state: bool = False) -> HttpResponse:
+    """The response to a stream request for a run the caller may see: 204 for a reconnect to a
+    finished stream, else the frames from where ``Last-Event-ID`` (or ``?start=latest``) says.
+    Raises BadStreamRequest for a ``Last-Event-ID`` or ``start`` it cannot take."""
+    resume = request.headers.get("Last-Event-ID")
+    if resume:
+        position = Position.parse(resume)
+        if position is None:
+            message = _("Not an event id of this stream.")
+            raise BadStreamRequest("Last-Event-ID", "invalid_last_event_id", message)
+        if finished_before(run_id, position):
+            return HttpResponse(status=204)
+    else:
+        start = request.GET.get("start")
+        if start not in (None, "latest"):
+            raise BadStreamRequest("start", "invalid_choice", _("Only 'latest' is accepted."))
+        position = Position(latest_log_id(run_id) if start == "latest" else 0, 0)
+    if isinstance(request, ASGIRequest):
+        # Everything the stream reads from now on is read in the listener's pool: the request's
+        # own connection is not held for the stream's life.
+        for connection in connections.all(initialized_only=True):
+            connection.close()
+        content: Any = frames_async(run_id, position, with_state)
+    else:
+        content = frames_sync(run_id, position, with_state)
+    response = StreamingHttpResponse(content, content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # a proxy must pass frames on as they come
+    return response

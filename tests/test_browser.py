@@ -82,3 +82,45 @@ def test_login_patch_in_browsable_api_and_cancel_in_admin(transactional_db, page
     assert row.status == "cancelled" and row.completed_at is not None
     if os.environ.get("TASKRUNS_SCREENSHOTS"):
         page.screenshot(path=os.environ["TASKRUNS_SCREENSHOTS"])
+
+
+def test_the_admin_live_page_shows_an_api_patch_without_reloading(page, tmp_path):
+    """The admin's live page, served by uvicorn: a PATCH and a log entry made through the API
+    appear in place (the page is not reloaded), and the page asks nothing of any other host."""
+    from .live import call, serve_demo
+
+    database = tmp_path / "db.sqlite3"
+    with serve_demo(f"sqlite:///{database}", {"DJANGO_DEBUG": "1"}, server="uvicorn") as app:
+        base = app["base"]
+        outside = []
+        page.on(
+            "request", lambda request: None if request.url.startswith(base) else outside.append(request.url)
+        )
+        live = f"/admin/taskruns/taskrun/{app['run_id']}/live/"
+        page.goto(f"{base}/admin/login/?next={live}")
+        page.fill("#id_username", app["username"])
+        page.fill("#id_password", app["password"])
+        page.click("input[type=submit]")
+        page.wait_for_url(f"**{live}")
+        page.wait_for_function("document.getElementById('live-connection').textContent === 'Live'")
+        page.evaluate("window.notReloaded = true")
+
+        patched = call("PATCH", app["run_url"], app["api_key"], {"stage": "seen-live", "state": {"step": 7}})
+        assert patched.status == 200
+        logged = call(
+            "POST", f"{app['run_url']}append_log/", app["api_key"], {"entries": [{"line": "hello"}]}
+        )
+        assert logged.status == 200
+        page.wait_for_function(
+            "document.getElementById('live-stage').textContent === 'seen-live'", timeout=30_000
+        )
+        page.wait_for_function(
+            "document.getElementById('live-log').textContent.includes('hello')", timeout=30_000
+        )
+        assert '"step": 7' in page.text_content("#live-state")
+        assert page.text_content("#live-version") == str(json.loads(patched.body)["version"])
+        assert page.evaluate("window.notReloaded") is True
+        artifacts = os.path.join(os.path.dirname(__file__), "artifacts")
+        os.makedirs(artifacts, exist_ok=True)
+        page.screenshot(path=os.path.join(artifacts, "admin-live-page.png"), full_page=True)
+    assert outside == []

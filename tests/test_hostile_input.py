@@ -393,6 +393,13 @@ def test_staff_see_only_their_projects_in_the_admin(staff_client, run, db):
     )  # "not found"
     assert staff_client.get(f"/admin/taskruns/task/{their_task.pk}/change/").status_code == 302
     assert other_project.name not in staff_client.get("/admin/taskruns/project/").content.decode()
+    # The live page and its stream are scoped the same way.
+    assert staff_client.get(f"/admin/taskruns/taskrun/{their_run.pk}/live/").status_code == 404
+    assert staff_client.get(f"/admin/taskruns/taskrun/{their_run.pk}/live/stream/").status_code == 404
+    page = staff_client.get(f"/admin/taskruns/taskrun/{run.pk}/live/")
+    assert (
+        page.status_code == 200 and f"/admin/taskruns/taskrun/{run.pk}/live/stream/" in page.content.decode()
+    )
 
 
 def test_staff_issue_keys_only_for_themselves_and_the_key_never_enters_a_cookie(staff_client, staff, db):

@@ -7,11 +7,8 @@ import json
 import uuid
 from typing import Any
 
-from django.core.handlers.asgi import ASGIRequest
-from django.db import connections
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
-from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins
@@ -38,7 +35,7 @@ from ..serializers import (
     run_list_answer,
 )
 from ..storedjson import select_as_stored
-from ..stream import Position, finished_before, frames_async, frames_sync, latest_log_id
+from ..stream import BadStreamRequest, event_stream
 from .base import (
     PROJECT_ID,
     RUN_JSON_FIELDS,
@@ -299,32 +296,10 @@ class TaskRunViewSet(
         """The run live, as Server-Sent Events (design §13): its state and log as they change,
         resumable exactly once with `Last-Event-ID`."""
         run = self.get_object()
-        resume = request.headers.get("Last-Event-ID")
-        if resume:
-            position = Position.parse(resume)
-            if position is None:
-                raise ValidationError(
-                    {"Last-Event-ID": [_("Not an event id of this stream.")]}, code="invalid_last_event_id"
-                )
-            if finished_before(run.pk, position):
-                return Response(status=204)
-        else:
-            start = request.query_params.get("start")
-            if start not in (None, "latest"):
-                raise ValidationError({"start": [_("Only 'latest' is accepted.")]}, code="invalid_choice")
-            position = Position(latest_log_id(run.pk) if start == "latest" else 0, 0)
-        if isinstance(request._request, ASGIRequest):
-            # Everything the stream reads from now on is read in the listener's pool: this
-            # request's own connection is not held for the stream's life.
-            for connection in connections.all(initialized_only=True):
-                connection.close()
-            content: Any = frames_async(run.pk, position)
-        else:
-            content = frames_sync(run.pk, position)
-        response = StreamingHttpResponse(content, content_type="text/event-stream")
-        response["Cache-Control"] = "no-cache"
-        response["X-Accel-Buffering"] = "no"  # a proxy must pass frames on as they come
-        return response
+        try:
+            return event_stream(request._request, run.pk)
+        except BadStreamRequest as refused:
+            raise ValidationError({refused.field: [refused.message]}, code=refused.code) from None
 
     @extend_schema(responses=TaskRunEventSerializer(many=True))
     @action(detail=True, methods=["get"])
