@@ -47,6 +47,11 @@ T = TypeVar("T")
 class Hub:
     def __init__(self) -> None:
         self.subscribers: dict[str, set[asyncio.Event]] = {}
+        # Notifications seen, per run and for all runs: a read is shared only by streams that
+        # asked for it after the same notifications (read_batch).
+        self.generations: dict[str, int] = {}
+        self.everything = 0
+        self.in_flight: dict[tuple[Any, ...], asyncio.Future[Any]] = {}
         self.listening = False
         self.task: asyncio.Task[None] | None = None
         self.pool = ThreadPoolExecutor(
@@ -66,6 +71,22 @@ class Hub:
             waiting.discard(event)
             if not waiting:
                 del self.subscribers[str(run_id)]
+                self.generations.pop(str(run_id), None)
+
+    async def read_batch(self, run_id: Any, position: Any, with_state: bool) -> Any:
+        """taskruns.stream.read_batch, read once for all the streams of a run that ask for the
+        same position after the same notifications (one read, not one per listener, when a
+        write wakes a crowd watching one run). A stream woken by a later notification never
+        joins a read that started before it: the key holds the notifications seen."""
+        from .stream import read_batch
+
+        key = (str(run_id), position, with_state, self.everything, self.generations.get(str(run_id), 0))
+        shared = self.in_flight.get(key)
+        if shared is None:
+            shared = asyncio.ensure_future(self.read(read_batch, run_id, position, with_state))
+            self.in_flight[key] = shared
+            shared.add_done_callback(lambda _done: self.in_flight.pop(key, None))
+        return await asyncio.shield(shared)
 
     async def read(self, function: Callable[..., T], *args: Any) -> T:
         """``function(*args)`` in the pool, whose threads keep their connections between reads."""
@@ -74,6 +95,11 @@ class Hub:
         )
 
     def wake(self, run_id: str | None = None) -> None:
+        if run_id:
+            if run_id in self.subscribers:
+                self.generations[run_id] = self.generations.get(run_id, 0) + 1
+        else:
+            self.everything += 1
         events = self.subscribers.get(run_id, set()) if run_id else set().union(*self.subscribers.values())
         for event in events:
             event.set()

@@ -192,7 +192,7 @@ async def frames_async(run_id: Any, position: Position, with_state: bool = False
     try:
         while True:
             subscription.clear()  # set again by any notification from here on
-            batch = await listener.read(read_batch, run_id, position, with_state)
+            batch = await listener.read_batch(run_id, position, with_state)
             read_at = loop.time()
             position = batch.position
             for text in batch.frames:
