@@ -44,8 +44,12 @@ STREAM_PORT = bench.PORT + 1
 
 
 @contextmanager
-def uvicorn(workers: int, port: int):
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.settings"}
+def uvicorn(workers: int, port: int, settings: dict | None = None):
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "bench.settings",
+        "BENCH_TASKRUNS": json.dumps(settings or {}),
+    }
     server = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "config.asgi:application", "--workers", str(workers)]
         + [
@@ -217,6 +221,19 @@ def main() -> int:
                 row = (layout, listeners, result["idle_connections"], result["p50_ms"], result["p99_ms"])
                 rows.append((*row, result["rps"], result["patch_p50_ms"], result["rps"] / base_rps))
                 print(f"  {layout}: {listeners} listeners: {result}", flush=True)
+    # What the shared reads buy: the crowd on one run again, each stream reading for itself.
+    unshared_rows = []
+    with bench.serving(data, 5), uvicorn(args.workers, STREAM_PORT, {"STREAM_SHARED_READS": False}):
+        baseline = bench.wrk(one_run, "PATCH", data["key"], args.seconds, 2, 16, False, 0)
+        base_rps = bench.requests_per_second(baseline)
+        for listeners in args.listeners:
+            result = asyncio.run(scenario(data, one_run, listeners, args.seconds))
+            row = ("one run, reads not shared", listeners, result["idle_connections"], result["p50_ms"])
+            unshared_rows.append(
+                (*row, result["p99_ms"], result["rps"], result["patch_p50_ms"], result["rps"] / base_rps)
+            )
+            print(f"  one run, reads not shared: {listeners} listeners: {result}", flush=True)
+    rows += unshared_rows
     print(f"\nstreams: uvicorn, {args.workers} processes; PATCHes: gunicorn, 5 sync workers, wrk 2 x 16")
     print("| layout | listeners | DB connections (idle listeners) | frame after commit p50 | p99 |", end="")
     print(" PATCH req/s | PATCH p50 | vs no listener |")

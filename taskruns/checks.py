@@ -60,6 +60,10 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 )
             )
     errors += _check_throttling(config)
+    if not isinstance(config.get("STREAM_SHARED_READS", True), bool):
+        errors.append(
+            checks.Error("TASKRUNS['STREAM_SHARED_READS'] must be True or False.", id="taskruns.E009")
+        )
     dsn = config.get("STREAM_LISTEN_DSN")
     if dsn is not None and not isinstance(dsn, str):
         errors.append(
@@ -172,7 +176,7 @@ LIMITS = (
 #: The keys check_settings looks at, each by one of the groups above (TRANSITIONS by its own).
 CHECKED_KEYS = frozenset(
     {*STRING_LISTS, *CALLABLES, *CLASS_LISTS, *LIMITS, *OPTIONAL_SECONDS, *SECONDS}
-    | {"TRANSITIONS", "THROTTLE_RATES", "THROTTLE_CACHE", "STREAM_LISTEN_DSN"}
+    | {"TRANSITIONS", "THROTTLE_RATES", "THROTTLE_CACHE", "STREAM_LISTEN_DSN", "STREAM_SHARED_READS"}
 )
 
 

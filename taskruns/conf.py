@@ -107,6 +107,9 @@ DEFAULTS: dict[str, Any] = {
     "STREAM_WSGI_MAX_SECONDS": 25,
     # Threads (each with its own connection) that read for all the streams of one ASGI process.
     "STREAM_READ_THREADS": 4,
+    # Streams of one run woken by the same notification share one read (taskruns.listen). Only
+    # bench/stream.py turns it off, to measure what it buys.
+    "STREAM_SHARED_READS": True,
     # The PostgreSQL connection string the stream listener LISTENs on; None: the runs database's
     # own settings. Point it at PostgreSQL itself when the app goes through a transaction-mode
     # pooler, which cannot hold a LISTEN.

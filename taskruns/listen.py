@@ -80,6 +80,8 @@ class Hub:
         joins a read that started before it: the key holds the notifications seen."""
         from .stream import read_batch
 
+        if not app_settings.STREAM_SHARED_READS:
+            return await self.read(read_batch, run_id, position, with_state)
         key = (str(run_id), position, with_state, self.everything, self.generations.get(str(run_id), 0))
         shared = self.in_flight.get(key)
         if shared is None:

@@ -143,8 +143,8 @@ def serve_demo(
         command += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
         command += ["--timeout-graceful-shutdown", "2"]
     else:
-        command = [sys.executable, "-m", "gunicorn", "config.wsgi", "-w", str(workers)]
-        command += ["-b", f"127.0.0.1:{port}", "--timeout", "30"]
+        command = [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py", "config.wsgi"]
+        command += ["-w", str(workers), "-b", f"127.0.0.1:{port}"]
     process = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import socket
 import sqlite3
 import tempfile
 import threading
@@ -140,3 +141,24 @@ def test_a_stream_under_a_wsgi_worker_is_bounded_and_then_rotated(app):
     assert events[0] == "state" and events[-1] == "end"
     assert '"rotated"' in text.rsplit("event: end", 1)[1]
     assert call("GET", app["run_url"], app["api_key"]).status == 200
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [b"NOT A REQUEST LINE\r\n\r\n", b"GET /api/ HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n"],
+    ids=["malformed request line", "header too large"],
+)
+def test_errors_gunicorn_answers_itself_are_json(app, request_bytes):
+    """Requests gunicorn refuses before Django sees them answer in the API's error shape
+    (config/gunicorn.conf.py), not with gunicorn's HTML page."""
+    url = urlsplit(app["base"])
+    with socket.create_connection((url.hostname, url.port), timeout=GUARD) as sock:
+        sock.sendall(request_bytes)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 4"), head
+    assert b"Content-Type: application/json" in head
+    error = json.loads(body)
+    assert error["type"] == "client_error" and error["errors"][0]["code"]
