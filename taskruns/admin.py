@@ -252,7 +252,7 @@ class TaskRunAdmin(ScopedAdmin):
         ]
 
     def viewable_run(self, request: Any, object_id: str) -> TaskRun:
-        run = self.get_object(request, object_id)  # within the user's scope (ScopedAdmin)
+        run: TaskRun | None = self.get_object(request, object_id)  # within the user's scope (ScopedAdmin)
         if run is None or not self.has_view_permission(request, run):
             raise Http404
         return run

@@ -242,7 +242,9 @@ class BadStreamRequest(ValueError):
         self.field, self.code, self.message = field, code, message
 
 
-def event_stream(request: HttpRequest, run_id: Any, with_state: bool = False) -> HttpResponse:
+def event_stream(
+    request: HttpRequest, run_id: Any, with_state: bool = False
+) -> HttpResponse | StreamingHttpResponse:
     """The response to a stream request for a run the caller may see: 204 for a reconnect to a
     finished stream, else the frames from where ``Last-Event-ID`` (or ``?start=latest``) says.
     Raises BadStreamRequest for a ``Last-Event-ID`` or ``start`` it cannot take."""
