@@ -124,3 +124,23 @@ def test_the_admin_live_page_shows_an_api_patch_without_reloading(page, tmp_path
         os.makedirs(artifacts, exist_ok=True)
         page.screenshot(path=os.path.join(artifacts, "admin-live-page.png"), full_page=True)
     assert outside == []
+
+
+@pytest.mark.parametrize(
+    ("path", "rendered"), [("/api/redoc/", "text=API docs by Redocly"), ("/api/docs/", ".swagger-ui .info")]
+)
+def test_the_api_docs_render_without_any_outside_request(transactional_db, page, live_server, path, rendered):
+    """Redoc and Swagger UI come from local assets (drf-spectacular-sidecar); nothing they load
+    leaves the server — Redoc's own footer logo from its CDN included (config/templates)."""
+    outside, blocked = [], []
+    local = (live_server.url, f"blob:{live_server.url}", "data:")
+    page.on("request", lambda request: None if request.url.startswith(local) else outside.append(request.url))
+    # A request the page's Content-Security-Policy refuses fails in the browser ("csp"): it is
+    # never sent.
+    page.on(
+        "requestfailed", lambda request: blocked.append(request.url) if request.failure == "csp" else None
+    )
+    page.goto(f"{live_server.url}{path}")
+    page.wait_for_selector(rendered, timeout=30_000)
+    page.wait_for_load_state("networkidle")
+    assert [url for url in outside if url not in blocked] == []
