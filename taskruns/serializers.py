@@ -20,7 +20,7 @@ from rest_framework.fields import empty
 
 from . import jsonschemas, rules
 from .conf import app_settings
-from .models import Task, TaskRun, TaskRunEnvironment, TaskRunEvent, TaskRunStatus
+from .models import Project, Task, TaskRun, TaskRunEnvironment, TaskRunEvent, TaskRunStatus
 from .renderers import TaskRunsJSONRenderer
 from .storedjson import as_stored
 
@@ -343,6 +343,29 @@ class HeartbeatSerializer(serializers.Serializer[Any]):
     cancel_requested = serializers.BooleanField(
         help_text="A cancel was requested: stop, then end the run with a terminal status."
     )
+
+
+@extend_schema_serializer(component_name="TaskRunsProject")
+class ProjectSerializer(serializers.ModelSerializer[Any]):
+    """A project the caller can see, with the addresses of its lists."""
+
+    tasks_url = serializers.SerializerMethodField(help_text="The project's tasks.")
+    runs_url = serializers.SerializerMethodField(help_text="Every run of the project, across its tasks.")
+
+    class Meta:
+        model = Project
+        fields = ["id", "name", "created_at", "tasks_url", "runs_url"]
+        read_only_fields = fields
+
+    def get_tasks_url(self, project: Project) -> str:
+        return self._absolute(reverse("taskruns:task-list", kwargs={"project_id": project.pk}))
+
+    def get_runs_url(self, project: Project) -> str:
+        return self._absolute(reverse("taskruns:project-run-list", kwargs={"project_id": project.pk}))
+
+    def _absolute(self, path: str) -> str:
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request is not None else path
 
 
 # Named apart from "Task": a host's own serializer of that name is common, and two components

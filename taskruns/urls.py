@@ -1,9 +1,9 @@
 """The app's routes. Mount them with ``path("api/", include("taskruns.urls"))``."""
 
-from django.urls import re_path
+from django.urls import path, re_path
 from rest_framework.routers import SimpleRouter
 
-from .views import ProjectRunViewSet, TaskRunViewSet, TaskViewSet
+from .views import ProjectRunViewSet, ProjectViewSet, TaskRunViewSet, TaskViewSet
 
 app_name = "taskruns"
 
@@ -14,6 +14,7 @@ router.register(
 )
 router.register(r"projects/(?P<project_id>[^/]+)/tasks", TaskViewSet, basename="task")
 router.register(r"projects/(?P<project_id>[^/]+)/runs", ProjectRunViewSet, basename="project-run")
+router.register(r"projects", ProjectViewSet, basename="project")
 
 urlpatterns = [
     # The agent client reads `…/logs` without a trailing slash: answer it directly, no redirect.
@@ -23,4 +24,6 @@ urlpatterns = [
         TaskRunViewSet.as_view({"get": "logs"}, schema=None),
     ),
     *router.urls,
+    # The API root (where the browsable API's login lands): the same list as `projects/`.
+    path("", ProjectViewSet.as_view({"get": "list"}, schema=None), name="root"),
 ]

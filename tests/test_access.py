@@ -255,3 +255,16 @@ def test_the_demos_api_answers_json_404s_with_debug_on_too(api, run, settings, m
         assert response["Content-Type"] == "application/json"
         assert response.json()["errors"][0]["code"] == "not_found"
     assert stored(run)["state"] == {}
+
+
+def test_the_api_root_lists_the_projects_the_caller_can_see(api, project, db):
+    hidden = Project.objects.create(name="not yours")
+    hidden.members.add(get_user_model().objects.create_user("someone else"))
+    for url in (mount(), f"{mount()}projects/"):
+        response = api.get(url)
+        assert response.status_code == 200, url
+        results = response.json()["results"]
+        assert [item["id"] for item in results] == [project.pk]
+        assert results[0]["tasks_url"].endswith(f"{mount()}projects/{project.pk}/tasks/")
+        assert results[0]["runs_url"].endswith(f"{mount()}projects/{project.pk}/runs/")
+    assert APIClient().get(mount()).status_code == 401
