@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.auth import get_user_model
 from django.db.models import Case, Value, When
 from django.http import Http404, HttpResponseBadRequest
@@ -38,6 +40,8 @@ from .keys import assign_new_key, revoke
 from .models import ApiKey, Project, Task, TaskRun, TaskRunEvent, TaskRunStatus
 from .reaper import reap
 from .stream import BadStreamRequest, event_stream
+from .timeline import timeline_svg
+from .transitions import is_allowed
 
 
 def pretty_json(value: Any) -> str:
@@ -106,17 +110,38 @@ class TaskAdmin(ScopedAdmin):
     readonly_fields = ["id", "created_by", "created_at", "updated_at"]
     inlines = [TaskRunInline]
 
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        # A task is deleted through the API (softly: its runs are records and stay); the admin
+        # offers no delete button that would end in "no permission to delete task runs".
+        return False
+
     def get_readonly_fields(self, request: Any, obj: Any = None) -> Any:
         # A task never moves to another project (design §2): its runs, their keys' reach and
         # the members who may see them all follow the project it was created in.
         return [*self.readonly_fields, "project"] if obj is not None else self.readonly_fields
 
 
-def _run_action(name: str, description: Any, apply: Any) -> Any:
+def _run_action(name: str, description: Any, apply: Any, refusal: Any) -> Any:
     """An admin action that applies ``apply(run_id, actor)`` to each selected run through the
-    rules, then reports what changed and what the rules refused."""
+    rules, after a confirmation page listing what will change and what the rules will refuse
+    (``refusal(run)``: the reason, or None), then reports what changed and what was refused."""
 
     def action(modeladmin: Any, request: Any, queryset: Any) -> Any:
+        if request.POST.get("post") != "yes":
+            runs = list(queryset.select_related("task"))
+            plan = [(run, refusal(run)) for run in runs]
+            context = {
+                **modeladmin.admin_site.each_context(request),
+                "opts": modeladmin.opts,
+                "title": _("Are you sure?"),
+                "description": description,
+                "action": name,
+                "will_change": [run for run, reason in plan if reason is None],
+                "will_refuse": [(run, reason) for run, reason in plan if reason is not None],
+                "selected": [run.pk for run in runs],
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            }
+            return TemplateResponse(request, "admin/taskruns/taskrun/confirm_action.html", context)
         changed, refused = 0, []
         actor = Actor(user=request.user, via="admin")
         for run_id in queryset.values_list("pk", flat=True):
@@ -136,6 +161,7 @@ def _run_action(name: str, description: Any, apply: Any) -> Any:
                 % {"count": len(refused), "reasons": "; ".join(refused)},
                 messages.WARNING,
             )
+        return None
 
     action.__name__ = name
     action.short_description = description  # type: ignore[attr-defined]
@@ -147,7 +173,40 @@ def _status_action(status: str) -> Any:
         f"mark_{status}",
         _("Mark selected runs as %(status)s") % {"status": status},
         lambda run_id, actor: updates.update_run(run_id, {"status": status}, actor),
+        lambda run: (
+            None
+            if is_allowed(run.status, status)
+            else _("the rules do not allow %(current)s → %(target)s")
+            % {"current": run.status, "target": status}
+        ),
     )
+
+
+#: Badge colours of the statuses (background, text), readable in the light and dark themes.
+STATUS_COLOURS: dict[str, tuple[str, str]] = {
+    TaskRunStatus.NOT_STARTED: ("#e2e3e5", "#383d41"),
+    TaskRunStatus.QUEUED: ("#cce5ff", "#004085"),
+    TaskRunStatus.IN_PROGRESS: ("#fff3cd", "#856404"),
+    TaskRunStatus.COMPLETED: ("#d4edda", "#155724"),
+    TaskRunStatus.FAILED: ("#f8d7da", "#721c24"),
+    TaskRunStatus.CANCELLED: ("#d6d8d9", "#1b1e21"),
+}
+
+
+def status_badge(status: str) -> str:
+    background, colour = STATUS_COLOURS.get(status, ("#e2e3e5", "#383d41"))
+    return format_html(
+        '<span class="taskruns-status" style="background:{};color:{};padding:1px 8px;border-radius:9px;'
+        'white-space:nowrap;font-weight:600">{}</span>',
+        background,
+        colour,
+        status,
+    )
+
+
+def seconds(moment: Any) -> str:
+    """A time to the second, in UTC, on one line."""
+    return "—" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 class TaskRunEventInline(ReadOnlyInline):
@@ -155,7 +214,7 @@ class TaskRunEventInline(ReadOnlyInline):
 
     model = TaskRunEvent
     fields = [
-        "created_at",
+        "at",
         "kind",
         "from_value",
         "to_value",
@@ -167,6 +226,10 @@ class TaskRunEventInline(ReadOnlyInline):
         "note",
     ]
     ordering = ["id"]
+
+    @admin.display(description=_("at (UTC)"))
+    def at(self, event: TaskRunEvent) -> str:
+        return seconds(event.created_at)
 
 
 class StaleFilter(admin.SimpleListFilter):
@@ -189,15 +252,15 @@ class StaleFilter(admin.SimpleListFilter):
 @admin.register(TaskRun)
 class TaskRunAdmin(ScopedAdmin):
     list_display = [
-        "id",
+        "short_id",
         "task",
         "project",
-        "status",
+        "status_label",
         "environment",
         "stage",
         "branch",
         "version",
-        "updated_at",
+        "updated",
         "is_stale",
     ]
     list_filter = ["status", "environment", StaleFilter, ("project", admin.RelatedOnlyFieldListFilter)]
@@ -225,13 +288,19 @@ class TaskRunAdmin(ScopedAdmin):
         "heartbeat_timeout",
         "cancel_requested_at",
         "error_code",
+        "timeline",
     ]
     # Status and environment move only through the actions, which apply the transition rules.
     readonly_fields = [str(f) for f in fields if f not in ("stage", "branch", "error_message")]
     inlines = [TaskRunEventInline]
     change_form_template = "admin/taskruns/taskrun/change_form.html"  # a "Watch live" link
     actions = [_status_action(s) for s in TaskRunStatus.values if s != TaskRunStatus.NOT_STARTED] + [
-        _run_action("resume_in_cloud", _("Resume selected runs in cloud"), updates.resume_in_cloud),
+        _run_action(
+            "resume_in_cloud",
+            _("Resume selected runs in cloud"),
+            updates.resume_in_cloud,
+            lambda run: None if (refused := rules.resume_refusal(run)) is None else refused.detail,
+        ),
         "reap_now",
     ]
 
@@ -282,6 +351,29 @@ class TaskRunAdmin(ScopedAdmin):
             return event_stream(request, run.pk, with_state=True)
         except BadStreamRequest as refused:
             return HttpResponseBadRequest(str(refused.message))
+
+    @admin.display(description=_("run"), ordering="id")
+    def short_id(self, run: TaskRun) -> str:
+        return str(run.pk)[:8]
+
+    @admin.display(description=_("status"), ordering="status")
+    def status_label(self, run: TaskRun) -> str:
+        return status_badge(run.status)
+
+    @admin.display(description=_("updated (UTC)"), ordering="updated_at")
+    def updated(self, run: TaskRun) -> str:
+        return seconds(run.updated_at)
+
+    @admin.display(description=_("time in each status"))
+    def timeline(self, run: TaskRun) -> str:
+        return timeline_svg(run)
+
+    def change_view(self, request: Any, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
+        run = self.get_object(request, object_id)
+        if run is not None:  # a readable heading: the task's title and the run's short id
+            subtitle = _("%(task)s · run %(id)s") % {"task": run.task.title, "id": str(run.pk)[:8]}
+            extra_context = {**(extra_context or {}), "subtitle": subtitle}
+        return super().change_view(request, object_id, form_url, extra_context)
 
     @admin.display(description=_("stale"), boolean=True, ordering="stale")
     def is_stale(self, run: TaskRun) -> bool:

@@ -36,9 +36,9 @@ from django.db.models.functions import Coalesce, Greatest
 from django.db.models.lookups import LessThan
 
 from .conf import app_settings
-from .exceptions import InvalidTransition, OutputTooLarge, StateTooLarge
+from .exceptions import AlreadyActiveInCloud, InvalidTransition, OutputTooLarge, StateTooLarge
 from .history import Change
-from .models import TaskRun, TaskRunEventKind, TaskRunStatus
+from .models import TaskRun, TaskRunEnvironment, TaskRunEventKind, TaskRunStatus
 from .transitions import TERMINAL_STATUSES, allowed_targets, is_allowed, transition_table
 
 #: Entering one of these starts the run's work afresh: a cancel request and a server-set
@@ -169,6 +169,17 @@ def plan_for(changes: Mapping[str, Any]) -> Plan:
         changes_state=bool(state_remove or state_merge or state_append),
         moves=tuple((kind, column) for kind, column in MOVES if changes.get(column) is not None),
     )
+
+
+def resume_refusal(run: TaskRun) -> AlreadyActiveInCloud | None:
+    """Why ``run`` may not be resumed in cloud (it is already queued or running there), or None:
+    any other run may, a finished one included (design §6)."""
+    if run.environment == TaskRunEnvironment.CLOUD and run.status in (
+        TaskRunStatus.QUEUED,
+        TaskRunStatus.IN_PROGRESS,
+    ):
+        return AlreadyActiveInCloud(current_status=run.status)
+    return None
 
 
 def refusal(plan: Plan, status: str, environment: str) -> InvalidTransition | None:

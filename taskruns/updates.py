@@ -24,7 +24,7 @@ from rest_framework.exceptions import NotFound
 from . import rows, rules, signals, waits
 from .access import RunScope
 from .conf import app_settings
-from .exceptions import AlreadyActiveInCloud, CloudStartFailed, LogFull, RunNotInProgress
+from .exceptions import CloudStartFailed, LogFull, RunNotInProgress
 from .executors import Versions, check_version, claim_run, executor_for, lock_run, read_run
 from .history import SYSTEM, Actor, Change, record
 from .models import Task, TaskRun, TaskRunEnvironment, TaskRunEventKind, TaskRunLogEntry, TaskRunStatus
@@ -134,11 +134,9 @@ def resume_in_cloud(
     """
     with write_transaction(rows.database_of(TaskRun)):
         run = lock_run(run_id, scope, if_match)
-        if run.environment == TaskRunEnvironment.CLOUD and run.status in (
-            TaskRunStatus.QUEUED,
-            TaskRunStatus.IN_PROGRESS,
-        ):
-            raise AlreadyActiveInCloud(current_status=run.status)
+        refused = rules.resume_refusal(run)
+        if refused is not None:
+            raise refused
         removed = [key for key in app_settings.RESUME_CLEAR_STATE_KEYS if key in run.state]
         now = timezone.now()
         history = rules.move_status(run, TaskRunStatus.QUEUED, now)

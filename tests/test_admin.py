@@ -13,9 +13,55 @@ from .conftest import run_url
 def run_action(admin_client, action, runs):
     return admin_client.post(
         "/admin/taskruns/taskrun/",
-        {"action": action, "_selected_action": [str(r.pk) for r in runs]},
+        {"action": action, "_selected_action": [str(r.pk) for r in runs], "post": "yes"},
         follow=True,
     )
+
+
+def test_a_bulk_action_asks_first_and_lists_what_will_change_and_what_will_be_refused(
+    admin_client, task, run
+):
+    done = TaskRun.objects.create(task=task, project=task.project, status="completed")
+    before = {r.pk: (r.status, r.version) for r in TaskRun.objects.all()}
+    response = admin_client.post(
+        "/admin/taskruns/taskrun/",
+        {"action": "mark_in_progress", "_selected_action": [str(run.pk), str(done.pk)]},
+    )
+    page = response.content.decode()
+    assert response.status_code == 200 and "Are you sure?" in page
+    will_change, will_refuse = page.split('id="will-change"')[1].split('id="will-refuse"')
+    assert str(run.pk)[:8] in will_change and str(done.pk)[:8] not in will_change
+    assert str(done.pk)[:8] in will_refuse and "completed → in_progress" in will_refuse
+    assert {r.pk: (r.status, r.version) for r in TaskRun.objects.all()} == before  # nothing yet
+    TaskRun.objects.filter(pk=run.pk).update(environment="cloud")
+    response = admin_client.post(
+        "/admin/taskruns/taskrun/",
+        {"action": "resume_in_cloud", "_selected_action": [str(run.pk), str(done.pk)]},
+    )
+    will_change, will_refuse = (
+        response.content.decode().split('id="will-change"')[1].split('id="will-refuse"')
+    )
+    assert str(done.pk)[:8] in will_change and "already active in cloud" in will_refuse
+
+
+def test_the_run_page_has_a_readable_heading_badges_and_a_timeline(admin_client, task, run):
+    from taskruns import updates
+
+    updates.update_run(run.pk, {"status": "in_progress"})
+    updates.update_run(run.pk, {"status": "completed"})
+    page = admin_client.get(f"/admin/taskruns/taskrun/{run.pk}/change/").content.decode()
+    assert f"{task.title} · run {str(run.pk)[:8]}" in page
+    assert page.count('class="segment"') == 3  # queued, in progress, completed
+    for status in ("queued", "in_progress", "completed"):
+        assert f"<title>{status}: " in page
+    listing = admin_client.get("/admin/taskruns/taskrun/").content.decode()
+    assert 'class="taskruns-status"' in listing and str(run.pk)[:8] in listing
+
+
+def test_tasks_offer_no_delete_in_the_admin(admin_client, task):
+    page = admin_client.get(f"/admin/taskruns/task/{task.pk}/change/").content.decode()
+    assert "deletelink" not in page
+    assert admin_client.get(f"/admin/taskruns/task/{task.pk}/delete/").status_code == 403
 
 
 def test_status_action_changes_allowed_runs_and_reports_the_rest(admin_client, task, run):

@@ -77,6 +77,8 @@ def test_login_patch_in_browsable_api_and_cancel_in_admin(transactional_db, page
     page.check(f'input[name="_selected_action"][value="{demo_run.pk}"]')
     page.select_option('select[name="action"]', "mark_cancelled")
     page.click('button[name="index"]')
+    page.wait_for_selector("text=Are you sure?")  # the confirmation lists what will change
+    page.click('input[type="submit"]')
     page.wait_for_selector("text=1 run changed.")
     row = TaskRun.objects.get(pk=demo_run.pk)
     assert row.status == "cancelled" and row.completed_at is not None

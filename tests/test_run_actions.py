@@ -208,8 +208,10 @@ def test_rejected_changes_leave_no_history(api, run):
 def test_admin_changes_are_recorded_with_the_admin_user(client, run, django_user_model):
     django_user_model.objects.create_superuser("boss", password="pw")
     client.login(username="boss", password="pw")
-    client.post("/admin/taskruns/taskrun/", {"action": "mark_failed", "_selected_action": [str(run.pk)]})
-    client.post("/admin/taskruns/taskrun/", {"action": "resume_in_cloud", "_selected_action": [str(run.pk)]})
+    for action in ("mark_failed", "resume_in_cloud"):  # each confirmed on its confirmation page
+        client.post(
+            "/admin/taskruns/taskrun/", {"action": action, "_selected_action": [str(run.pk)], "post": "yes"}
+        )
     rows = list(TaskRunEvent.objects.filter(run=run).order_by("id"))
     assert [(e.kind, e.from_value, e.to_value) for e in rows[1:]] == [
         ("status_changed", "queued", "failed"),

@@ -34,13 +34,15 @@ ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 @pytest.fixture(scope="module", params=[pytest.param("postgresql", marks=pytest.mark.postgres), "sqlite"])
 def app(request):
-    overrides = {"TASKRUNS_OVERRIDES": json.dumps(SETTINGS)}
+    # No persistent connections under ASGI (Django's advice): each request's own connection closes
+    # with it, so what stays open is the streams' listener and readers, which the tests count.
+    overrides = {"TASKRUNS_OVERRIDES": json.dumps(SETTINGS), "DJANGO_CONN_MAX_AGE": "0"}
     if request.param == "sqlite":
         database = Path(tempfile.mkdtemp(prefix="taskruns-stream-")) / "db.sqlite3"
         with serve_demo(f"sqlite:///{database}", overrides, server="uvicorn") as served:
             yield {**served, "vendor": "sqlite", "database": database}
         return
-    overrides = {"TASKRUNS_OVERRIDES": json.dumps(POSTGRES_SETTINGS)}
+    overrides = {**overrides, "TASKRUNS_OVERRIDES": json.dumps(POSTGRES_SETTINGS)}
     name = f"taskruns_stream_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
