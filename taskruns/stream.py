@@ -138,8 +138,14 @@ def finished_before(run_id: Any, position: Position) -> bool:
     return batch.final_status is not None and not batch.frames
 
 
-def stream_end(batch: Batch) -> str:
-    return frame("stream-end", {"status": batch.final_status}, batch.position.event_id)
+def closing_frame(batch: Batch) -> str | None:
+    """The frame that ends the stream after ``batch``, if it does: the run is gone, or it
+    finished and everything has been sent (``stream-end``, with the position so far as its id)."""
+    if batch.gone:
+        return GONE
+    if batch.final_status is not None:
+        return frame("stream-end", {"status": batch.final_status}, batch.position.event_id)
+    return None
 
 
 ROTATED = frame("end", {"type": "rotated"})
@@ -160,11 +166,9 @@ def frames_sync(run_id: Any, position: Position, with_state: bool = False) -> It
         now = time.monotonic()
         if batch.frames:
             last_sent = now
-        if batch.gone:
-            yield GONE
-            return
-        if batch.final_status is not None:
-            yield stream_end(batch)
+        ending = closing_frame(batch)
+        if ending is not None:
+            yield ending
             return
         if batch.more:
             continue
@@ -200,11 +204,9 @@ async def frames_async(run_id: Any, position: Position, with_state: bool = False
             now = loop.time()
             if batch.frames:
                 last_sent = now
-            if batch.gone:
-                yield GONE
-                return
-            if batch.final_status is not None:
-                yield stream_end(batch)
+            ending = closing_frame(batch)
+            if ending is not None:
+                yield ending
                 return
             if batch.more:
                 continue
