@@ -132,9 +132,7 @@ class TaskRunUpdateSerializer(NamedFieldsOnly, serializers.Serializer[Any]):
         return _check_column_length(value, "stage")
 
     def validate_state(self, value: Any) -> Any:
-        if not isinstance(value, dict):
-            raise serializers.ValidationError(_("State must be a JSON object."), code="not_an_object")
-        return value
+        return _check_state_object(value)
 
     def validate_state_append(self, value: Any) -> Any:
         if not isinstance(value, dict):
@@ -152,34 +150,43 @@ class TaskRunUpdateSerializer(NamedFieldsOnly, serializers.Serializer[Any]):
         return value
 
     def validate(self, attrs: Any) -> Any:
-        named_keys = sum(len(attrs.get(name, ())) for name in ("state", "state_remove_keys", "state_append"))
-        if named_keys > app_settings.MAX_STATE_KEYS_PER_PATCH:
-            raise serializers.ValidationError(
-                _("At most {most} state keys may be set, removed and appended to in one PATCH.").format(
-                    most=app_settings.MAX_STATE_KEYS_PER_PATCH
-                ),
-                code="too_many_keys",
-            )
-        protected = set(app_settings.PROTECTED_STATE_KEYS)
-        errors = {}
-        for field, keys in (
-            ("state", attrs.get("state", {})),
-            ("state_remove_keys", attrs.get("state_remove_keys", [])),
-            ("state_append", attrs.get("state_append", {})),
-        ):
-            named = sorted(protected.intersection(keys))
-            if named:
-                errors[field] = [
-                    serializers.ErrorDetail(
-                        _(
-                            "These state keys are protected and can only be changed by the server: {keys}."
-                        ).format(keys=", ".join(named)),
-                        code="protected_key",
-                    )
-                ]
-        if errors:
-            raise serializers.ValidationError(errors)
+        check_state_names(attrs, ("state", "state_remove_keys", "state_append"))
         return attrs
+
+
+def check_state_names(attrs: Mapping[str, Any], fields: tuple[str, ...]) -> None:
+    """The rules on the state keys a write names (in ``fields`` of ``attrs``): at most
+    MAX_STATE_KEYS_PER_PATCH of them (400 ``too_many_keys``), none of PROTECTED_STATE_KEYS (400
+    ``protected_key``, per field). A PATCH and a run's creation both follow them."""
+    named_keys = sum(len(attrs.get(name, ())) for name in fields)
+    if named_keys > app_settings.MAX_STATE_KEYS_PER_PATCH:
+        raise serializers.ValidationError(
+            _("At most {most} state keys may be set, removed and appended to in one write.").format(
+                most=app_settings.MAX_STATE_KEYS_PER_PATCH
+            ),
+            code="too_many_keys",
+        )
+    protected = set(app_settings.PROTECTED_STATE_KEYS)
+    errors = {}
+    for field in fields:
+        named = sorted(protected.intersection(attrs.get(field, ())))
+        if named:
+            errors[field] = [
+                serializers.ErrorDetail(
+                    _("These state keys are protected and can only be changed by the server: {keys}.").format(
+                        keys=", ".join(named)
+                    ),
+                    code="protected_key",
+                )
+            ]
+    if errors:
+        raise serializers.ValidationError(errors)
+
+
+def _check_state_object(value: Any) -> Any:
+    if not isinstance(value, dict):
+        raise serializers.ValidationError(_("State must be a JSON object."), code="not_an_object")
+    return value
 
 
 @functools.lru_cache(maxsize=16)
@@ -322,6 +329,30 @@ class TaskRunCreateSerializer(serializers.Serializer[Any]):
         help_text="Seconds the run may stay in progress without a heartbeat before the server fails it; "
         "null: never. Left out: the server's default (TASKRUNS['HEARTBEAT_TIMEOUT']).",
     )
+    branch = StrictCharField(
+        required=False, allow_null=True, trim_whitespace=False, help_text="Git branch name of the run."
+    )
+    stage = StrictCharField(
+        required=False, allow_null=True, trim_whitespace=False, help_text="Stage the run starts in."
+    )
+    state = serializers.JSONField(
+        required=False,
+        help_text="The run's initial state, a JSON object; the rules of a PATCH's `state` apply "
+        "(protected keys, key count, size).",
+    )
+
+    def validate_branch(self, value: Any) -> Any:
+        return _check_column_length(value, "branch")
+
+    def validate_stage(self, value: Any) -> Any:
+        return _check_column_length(value, "stage")
+
+    def validate_state(self, value: Any) -> Any:
+        return _check_state_object(value)
+
+    def validate(self, attrs: Any) -> Any:
+        check_state_names(attrs, ("state",))
+        return attrs
 
 
 class CancelSerializer(serializers.Serializer[Any]):

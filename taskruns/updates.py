@@ -24,7 +24,7 @@ from rest_framework.exceptions import NotFound
 from . import rows, rules, signals, waits
 from .access import RunScope
 from .conf import app_settings
-from .exceptions import CloudStartFailed, LogFull, RunNotInProgress
+from .exceptions import CloudStartFailed, LogFull, RunNotInProgress, StateTooLarge
 from .executors import Versions, check_version, claim_run, executor_for, lock_run, read_run
 from .history import SYSTEM, Actor, Change, record
 from .models import Task, TaskRun, TaskRunEnvironment, TaskRunEventKind, TaskRunLogEntry, TaskRunStatus
@@ -58,13 +58,20 @@ def create_run(
     status: str = TaskRunStatus.QUEUED,
     environment: str = TaskRunEnvironment.LOCAL,
     heartbeat_timeout: int | None = FROM_SETTINGS,
+    stage: str | None = None,
+    branch: str | None = None,
+    state: dict[str, Any] | None = None,
     actor: Actor = SYSTEM,
 ) -> TaskRun:
-    """Create a run of ``task``, record it and announce it once committed.
+    """Create a run of ``task``, record it and announce it once committed. Its initial
+    ``state`` is bounded like any merged state (StateTooLarge).
 
     ``heartbeat_timeout`` is in seconds; None: the run is never reaped for silence."""
     if heartbeat_timeout is FROM_SETTINGS:
         heartbeat_timeout = app_settings.HEARTBEAT_TIMEOUT
+    state = state or {}
+    if rules.state_size(state) > app_settings.MAX_STATE_BYTES:
+        raise StateTooLarge(limit=app_settings.MAX_STATE_BYTES)
     # Nothing here waits for a row lock: a plain transaction, without the limits' round trip.
     with transaction.atomic(using=rows.database_of(TaskRun)):
         run = TaskRun.objects.create(
@@ -72,6 +79,9 @@ def create_run(
             project_id=task.project_id,
             status=status,
             environment=environment,
+            stage=stage,
+            branch=branch,
+            state=state,
             heartbeat_timeout=None if heartbeat_timeout is None else timedelta(seconds=heartbeat_timeout),
         )
         _commit(run, [Change(Kind.CREATED, new=status)], actor, bump=False)

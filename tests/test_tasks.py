@@ -84,6 +84,39 @@ def test_create_run_rejects_other_starting_points(api, task, body, attr):
     assert not TaskRun.objects.exists()
 
 
+def test_create_run_keeps_branch_stage_and_state(api, task):
+    body = {"branch": "fix/flaky", "stage": "plan", "state": {"sandbox_url": "http://x", "n": 1}}
+    response = api.post(runs_url(task), body, format="json")
+    assert response.status_code == 201
+    assert {key: response.json()[key] for key in body} == body
+    run = TaskRun.objects.get(pk=response.json()["id"])
+    assert (run.branch, run.stage, run.state, run.version) == ("fix/flaky", "plan", body["state"], 1)
+
+
+@pytest.mark.parametrize(
+    ("body", "settings_", "status", "codes"),
+    [
+        ({"state": [1]}, {}, 400, {"state": "not_an_object"}),
+        ({"state": {"secret": 1}}, {"PROTECTED_STATE_KEYS": ["secret"]}, 400, {"state": "protected_key"}),
+        (
+            {"state": {"a": 1, "b": 2}},
+            {"MAX_STATE_KEYS_PER_PATCH": 1},
+            400,
+            {"non_field_errors": "too_many_keys"},
+        ),
+        ({"state": {"a": "x" * 100}}, {"MAX_STATE_BYTES": 50}, 413, {None: "state_too_large"}),
+        ({"branch": "b" * 256}, {}, 400, {"branch": "max_length"}),
+    ],
+)
+def test_create_run_refuses_a_state_or_field_a_patch_would_refuse(
+    api, task, settings, body, settings_, status, codes
+):
+    settings.TASKRUNS = {**getattr(settings, "TASKRUNS", {}), **settings_}
+    response = api.post(runs_url(task), body, format="json")
+    assert response.status_code == status and error_codes(response) == codes, response.content
+    assert not TaskRun.objects.exists()
+
+
 def test_run_list_is_newest_first_and_paginated(api, task):
     ids = [api.post(runs_url(task), {}, format="json").json()["id"] for _ in range(3)]
     page = api.get(runs_url(task), {"limit": 2}).json()
