@@ -246,10 +246,9 @@ def test_unknown_urls_under_the_demos_api_are_json_404s(api, run):
 @pytest.mark.urls("config.urls")
 @pytest.mark.parametrize("method", ["get", "patch", "post", "delete"])
 def test_the_demos_api_answers_json_404s_with_debug_on_too(api, run, settings, method):
-    """Django ignores handler404 under DEBUG; the demo's catch-all under /api/ does not. A run's
-    URL without its trailing slash is one of these (it was an HTML 500 for a PATCH)."""
+    """Django ignores handler404 under DEBUG; the demo's catch-all under /api/ does not."""
     settings.DEBUG = True
-    for path in (f"/api/projects/{run.project_id}/nothing-here/", f"{run_url(run).rstrip('/')}"):
+    for path in (f"/api/projects/{run.project_id}/nothing-here/", f"/api/projects/{run.project_id}/nothing"):
         response = getattr(api, method)(path, {"state": {"a": 1}} if method == "patch" else None)
         assert response.status_code == 404, (method, path)
         assert response["Content-Type"] == "application/json"
@@ -268,3 +267,18 @@ def test_the_api_root_lists_the_projects_the_caller_can_see(api, project, db):
         assert results[0]["tasks_url"].endswith(f"{mount()}projects/{project.pk}/tasks/")
         assert results[0]["runs_url"].endswith(f"{mount()}projects/{project.pk}/runs/")
     assert APIClient().get(mount()).status_code == 401
+
+
+@pytest.mark.parametrize("settings_debug", [False, True])
+def test_every_route_answers_without_its_trailing_slash_too(api, run, settings, settings_debug):
+    """A PATCH cannot follow a redirect: a run's URL without its slash is served directly (it was
+    an HTML 500, then a JSON 404), and reverse() still gives the slashed URL."""
+    settings.DEBUG = settings_debug
+    unslashed = run_url(run).rstrip("/")
+    response = api.patch(unslashed, {"state": {"via": "no slash"}}, format="json")
+    assert response.status_code == 200, response.content
+    assert stored(run)["state"] == {"via": "no slash"}
+    assert api.get(runs_url(run.task).rstrip("/")).json()["count"] == 1
+    assert api.post(f"{run_url(run)}heartbeat", {}, format="json").status_code == 409  # queued
+    assert run.get_absolute_url().endswith("/")
+    assert APIClient().get(unslashed).status_code == 401
