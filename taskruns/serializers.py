@@ -77,7 +77,21 @@ class NamedFieldsOnly:
 # The PATCH body of a run: PostHog's ``PatchedTaskRunUpdate``, field for field. (A comment, not
 # a docstring: drf-spectacular would publish a docstring as the component's description, and
 # the component must equal PostHog's.)
-class TaskRunUpdateSerializer(NamedFieldsOnly, serializers.Serializer[Any]):
+# The checks of the run fields a PATCH and a run's creation both take. (A comment, not a
+# docstring: drf-spectacular would take a docstring as PatchedTaskRunUpdate's description.)
+class RunFieldChecks:
+
+    def validate_branch(self, value: Any) -> Any:
+        return _check_column_length(value, "branch")
+
+    def validate_stage(self, value: Any) -> Any:
+        return _check_column_length(value, "stage")
+
+    def validate_state(self, value: Any) -> Any:
+        return _check_state_object(value)
+
+
+class TaskRunUpdateSerializer(RunFieldChecks, NamedFieldsOnly, serializers.Serializer[Any]):
     status = serializers.ChoiceField(
         choices=TaskRunStatus.choices, required=False, help_text="Current execution status"
     )
@@ -124,15 +138,6 @@ class TaskRunUpdateSerializer(NamedFieldsOnly, serializers.Serializer[Any]):
             )
         },
     )
-
-    def validate_branch(self, value: Any) -> Any:
-        return _check_column_length(value, "branch")
-
-    def validate_stage(self, value: Any) -> Any:
-        return _check_column_length(value, "stage")
-
-    def validate_state(self, value: Any) -> Any:
-        return _check_state_object(value)
 
     def validate_state_append(self, value: Any) -> Any:
         if not isinstance(value, dict):
@@ -308,7 +313,7 @@ class TaskRunSerializer(serializers.ModelSerializer[Any]):
 MAX_HEARTBEAT_TIMEOUT = 7 * 24 * 3600
 
 
-class TaskRunCreateSerializer(serializers.Serializer[Any]):
+class TaskRunCreateSerializer(RunFieldChecks, serializers.Serializer[Any]):
     """The body of POST runs/: where the run starts and in which status."""
 
     environment = serializers.ChoiceField(
@@ -340,15 +345,6 @@ class TaskRunCreateSerializer(serializers.Serializer[Any]):
         help_text="The run's initial state, a JSON object; the rules of a PATCH's `state` apply "
         "(protected keys, key count, size).",
     )
-
-    def validate_branch(self, value: Any) -> Any:
-        return _check_column_length(value, "branch")
-
-    def validate_stage(self, value: Any) -> Any:
-        return _check_column_length(value, "stage")
-
-    def validate_state(self, value: Any) -> Any:
-        return _check_state_object(value)
 
     def validate(self, attrs: Any) -> Any:
         check_state_names(attrs, ("state",))

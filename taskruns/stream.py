@@ -138,14 +138,15 @@ def finished_before(run_id: Any, position: Position) -> bool:
     return batch.final_status is not None and not batch.frames
 
 
-def closing_frame(batch: Batch) -> str | None:
-    """The frame that ends the stream after ``batch``, if it does: the run is gone, or it
+def delivery(batch: Batch) -> tuple[list[str], bool]:
+    """What to send after a read, and whether the stream ends with it: the run is gone, or it
     finished and everything has been sent (``stream-end``, with the position so far as its id)."""
     if batch.gone:
-        return GONE
+        return [*batch.frames, GONE], True
     if batch.final_status is not None:
-        return frame("stream-end", {"status": batch.final_status}, batch.position.event_id)
-    return None
+        end = frame("stream-end", {"status": batch.final_status}, batch.position.event_id)
+        return [*batch.frames, end], True
+    return batch.frames, False
 
 
 ROTATED = frame("end", {"type": "rotated"})
@@ -162,14 +163,13 @@ def frames_sync(run_id: Any, position: Position, with_state: bool = False) -> It
         with database_deadline(app_settings.DATABASE_DEADLINE):
             batch = read_batch(run_id, position, with_state)
         position = batch.position
-        yield from batch.frames
-        now = time.monotonic()
-        if batch.frames:
-            last_sent = now
-        ending = closing_frame(batch)
-        if ending is not None:
-            yield ending
+        frames, over = delivery(batch)
+        yield from frames
+        if over:
             return
+        now = time.monotonic()
+        if frames:
+            last_sent = now
         if batch.more:
             continue
         if now - started >= limit:
@@ -199,15 +199,13 @@ async def frames_async(run_id: Any, position: Position, with_state: bool = False
             batch = await listener.read_batch(run_id, position, with_state)
             read_at = loop.time()
             position = batch.position
-            for text in batch.frames:
+            frames, over = delivery(batch)
+            for text in frames:
                 yield text
-            now = loop.time()
-            if batch.frames:
-                last_sent = now
-            ending = closing_frame(batch)
-            if ending is not None:
-                yield ending
+            if over:
                 return
+            if frames:
+                last_sent = loop.time()
             if batch.more:
                 continue
             # Wait to be woken (then read again), sending keepalives meanwhile; while the process

@@ -18,13 +18,13 @@ import json
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from taskruns import rules
-from taskruns.exceptions import TaskRunsError
+from taskruns.exceptions import OutputTooLarge, TaskRunsError
 from taskruns.executors import PostgresExecutor, PythonExecutor
 from taskruns.history import SYSTEM
 from taskruns.models import TaskRun, TaskRunEnvironment, TaskRunEvent, TaskRunStatus
@@ -180,6 +180,24 @@ def test_the_state_size_is_postgresqls_jsonb_text_length(db, value):
         cursor.execute("SELECT octet_length(%s::jsonb::text)", [json.dumps(value, ensure_ascii=False)])
         (in_postgres,) = cursor.fetchone()
     assert rules.state_size(value) == in_postgres
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=st.dictionaries(TEXT, JSON, max_size=5))
+def test_the_output_limit_falls_at_the_same_byte_in_python_and_in_the_statement(db, value):
+    """rules.check_output_size (the Python executor, set_output) and taskruns_output_within (the
+    one-statement PATCH) accept an output of exactly the limit and refuse it one byte under."""
+    size = rules.state_size(value)
+    text = json.dumps(value, ensure_ascii=False)
+    rules.check_output_size(value, size)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT taskruns_output_within(%s::jsonb, %s) IS NOT NULL", [text, size])
+        assert cursor.fetchone() == (True,)
+    with pytest.raises(OutputTooLarge):
+        rules.check_output_size(value, size - 1)
+    with pytest.raises(DatabaseError) as refused, transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT taskruns_output_within(%s::jsonb, %s)", [text, size - 1])
+    assert refused.value.__cause__.sqlstate == "TR414"
 
 
 @settings(
