@@ -80,7 +80,6 @@ class NamedFieldsOnly:
 # The checks of the run fields a PATCH and a run's creation both take. (A comment, not a
 # docstring: drf-spectacular would take a docstring as PatchedTaskRunUpdate's description.)
 class RunFieldChecks:
-
     def validate_branch(self, value: Any) -> Any:
         return _check_column_length(value, "branch")
 
