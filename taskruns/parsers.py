@@ -17,6 +17,7 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
+from .browsable import SUBMITTED_TEXT
 from .conf import app_settings
 from .exceptions import LengthRequired, RequestTooLarge
 
@@ -53,6 +54,10 @@ class TaskRunsJSONParser(JSONParser):
             raise ParseError(
                 _("The body is not valid {encoding}.").format(encoding=encoding), code="not_utf8"
             ) from None
+        request = parser_context.get("request")
+        if request is not None:
+            # Shown again in the browsable API's form if the request is refused (taskruns.browsable).
+            setattr(request, SUBMITTED_TEXT, text)
         try:
             data = json.loads(
                 text, object_pairs_hook=_object_without_duplicates, parse_constant=_no_constants

@@ -18,10 +18,10 @@ from rest_framework import viewsets
 from rest_framework.exceptions import AuthenticationFailed, NotFound, Throttled, ValidationError
 from rest_framework.metadata import SimpleMetadata
 from rest_framework.pagination import CursorPagination, LimitOffsetPagination
-from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.request import Request
 
 from ..access import visible_projects
+from ..browsable import TaskRunsBrowsableAPIRenderer
 from ..conf import app_settings
 from ..deadline import database_deadline
 from ..etags import etag_for
@@ -101,7 +101,7 @@ class ProjectScopedViewSet(viewsets.GenericViewSet[Any]):
     the host's defaults change nothing on the app's."""
 
     parser_classes = [TaskRunsJSONParser]
-    renderer_classes = [TaskRunsJSONRenderer, BrowsableAPIRenderer]
+    renderer_classes = [TaskRunsJSONRenderer, TaskRunsBrowsableAPIRenderer]
     content_negotiation_class = RememberedContentNegotiation
     lookup_value_regex = "[^/]+"  # anything up to the next slash reaches the view and 404s as JSON
     pagination_class = TaskRunsPagination

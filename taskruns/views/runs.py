@@ -19,6 +19,7 @@ from rest_framework.response import Response
 
 from .. import rules, updates
 from ..access import RunScope
+from ..browsable import run_patch_form
 from ..etags import etag_for, if_match_versions, if_none_match_hits
 from ..history import Actor
 from ..models import Task, TaskRun, TaskRunEvent, TaskRunLogEntry
@@ -141,6 +142,19 @@ class TaskRunViewSet(
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         return self.run_response(self.perform_create(serializer, task), status=201)
+
+    def offered_form(self, method: str, instance: TaskRun | None) -> dict[str, Any] | None:
+        """The browsable API's forms (taskruns.browsable): a new run as the server would start
+        it, and a PATCH of the run's current values."""
+        if method == "POST" and self.action in ("list", "create"):
+            return {"environment": "local", "status": "queued", "branch": None, "stage": None, "state": {}}
+        if (
+            method == "PATCH"
+            and self.action in ("retrieve", "partial_update")
+            and isinstance(instance, TaskRun)
+        ):
+            return run_patch_form(instance)
+        return None
 
     def perform_create(self, serializer: Any, task: Task) -> TaskRun:
         return updates.create_run(task, actor=self.actor, **serializer.validated_data)

@@ -52,6 +52,18 @@ class TaskViewSet(
         self.get_project()  # an unknown or hidden project is a 404, not an empty list
         return super().list(request, *args, **kwargs)
 
+    def offered_form(self, method: str, instance: Task | None) -> dict[str, Any] | None:
+        """The browsable API's form (taskruns.browsable): a task's writable fields, with a
+        title to edit on creation (a blank one is refused)."""
+        if method == "POST":
+            return {"title": "New task", "description": "", "repository": "", "json_schema": None}
+        if method == "PATCH" and isinstance(instance, Task):
+            return {
+                name: getattr(instance, name)
+                for name in ("title", "description", "repository", "json_schema")
+            }
+        return None
+
     def perform_create(self, serializer: Any) -> Any:
         serializer.save(project=self.get_project(), created_by=self.request.user)
 
