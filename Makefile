@@ -15,10 +15,11 @@ CONTRACT_TESTS := tests/foreign_host tests/test_patch.py tests/test_transitions.
 	tests/test_run_actions.py tests/test_preconditions.py tests/test_access.py tests/test_tasks.py \
 	tests/test_bad_input.py tests/test_signals.py tests/test_isolation_matrix.py \
 	tests/test_authentication.py tests/test_serializers.py tests/test_keys_command.py tests/test_admin.py \
-	tests/test_concurrency.py tests/test_lifecycle.py tests/test_reaper.py tests/test_run_lists.py tests/test_feed.py
+	tests/test_concurrency.py tests/test_lifecycle.py tests/test_reaper.py tests/test_run_lists.py tests/test_feed.py \
+	tests/test_browsable.py
 NOT_SERVICES := not postgres and not browser and not agent_client and not faults
 
-.PHONY: setup setup-next run test test-sqlite test-postgres test-foreign test-pgbouncer test-django61 lint schema chromium pgbouncer
+.PHONY: setup setup-next run test test-sqlite test-postgres test-foreign test-pgbouncer test-django61 lint schema examples chromium pgbouncer
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -80,6 +81,12 @@ lint: setup
 # Regenerate the committed schema after an API change (tests/test_schema.py compares them).
 schema: setup
 	$(PY) manage.py spectacular --validate --fail-on-warn --file openapi.yml
+
+# Record the schema's examples again from a real run through the API (after changing what the
+# API answers), then the schema that carries them.
+examples: setup
+	TASKRUNS_RECORD_EXAMPLES=1 $(PY) -m pytest -q -p no:randomly tests/test_schema_examples.py
+	$(MAKE) schema
 
 # The PgBouncer tests use Debian's PgBouncer; install it when it is missing (needs root).
 pgbouncer:

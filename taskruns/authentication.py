@@ -24,6 +24,9 @@ from .models import ApiKey
 # interval instead of one per request.
 LAST_USED_RESOLUTION = timedelta(minutes=5)
 
+#: The code of a 401 for a key that is malformed, unknown, revoked, expired or refused.
+INVALID_API_KEY = "invalid_api_key"
+
 
 class ApiKeyAuthentication(BaseAuthentication):
     """Authenticates ``Authorization: Bearer trk_…``; ``request.auth`` is the ApiKey.
@@ -46,7 +49,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         try:
             return parts[1].decode("ascii")
         except UnicodeDecodeError:
-            raise exceptions.AuthenticationFailed(_("Invalid API key."), code="invalid_api_key") from None
+            raise exceptions.AuthenticationFailed(_("Invalid API key."), code=INVALID_API_KEY) from None
 
     def authenticate(self, request: Request) -> tuple[Any, ApiKey] | None:
         raw_key = self.presented_key(request)
@@ -54,7 +57,7 @@ class ApiKeyAuthentication(BaseAuthentication):
             return None
         api_key = find_active_key(raw_key)
         if api_key is None or not self.accepts(api_key):
-            raise exceptions.AuthenticationFailed(_("Invalid API key."), code="invalid_api_key")
+            raise exceptions.AuthenticationFailed(_("Invalid API key."), code=INVALID_API_KEY)
         _touch(api_key)
         return api_key.user, api_key
 

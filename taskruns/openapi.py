@@ -15,6 +15,10 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSe
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.settings import spectacular_settings
 
+from .apidocs import describe
+from .openapi_errors import error_response
+from .openapi_examples import attach_examples
+
 UPDATE_ENVIRONMENT_CHOICES = [("local", "local")]
 CREATE_STATUS_CHOICES = [("not_started", "not_started"), ("queued", "queued")]
 
@@ -83,7 +87,11 @@ class TaskRunsAutoSchema(AutoSchema):
             if not operation["parameters"]:
                 del operation["parameters"]
             for status in self._error_statuses():
-                operation["responses"].setdefault(str(status), _error_response(status))
+                operation["responses"].setdefault(str(status), error_response(status, registry))
+            description = describe(operation["operationId"])
+            if description is not None:
+                operation["description"] = description
+            attach_examples(operation)
             if (
                 self.method == "GET"
                 and getattr(self.view, "action", None) == "retrieve"
@@ -98,6 +106,8 @@ class TaskRunsAutoSchema(AutoSchema):
         """The error statuses this operation can answer (design §10, README "Errors")."""
         action = getattr(self.view, "action", None)
         statuses = [401, 404, 429, 503]
+        if self.method in ("POST", "PATCH", "PUT", "DELETE"):
+            statuses.append(403)  # a session's missing CSRF token
         if self.method in ("POST", "PATCH", "PUT") and self.get_request_serializer() is not None:
             statuses += [400, 411, 413, 415]
         elif self.method == "GET" and (self._is_list_view() or action in ("events", "stream")):
@@ -117,32 +127,6 @@ class TaskRunsAutoSchema(AutoSchema):
 
     def _is_run_view(self) -> bool:
         return "/runs/" in self.path
-
-
-ERROR_DESCRIPTIONS = {
-    400: "Invalid input (a body, a filter value, a cursor, an offset); the body names each problem "
-    "with a machine-readable code.",
-    401: "Missing or invalid credentials (with `WWW-Authenticate: Bearer`).",
-    404: "No such resource, or not visible to this caller.",
-    409: "Conflict with the run's current status; the body carries `current_status`.",
-    411: "A body without a declared length (`Transfer-Encoding: chunked`): send `Content-Length`.",
-    412: "If-Match names an older version; the body carries the current `run`.",
-    413: "The body, the run's state, its output or its log would exceed a limit.",
-    415: "The body is not `application/json`.",
-    429: "Too many requests from this key, user or address; `Retry-After` says when to retry.",
-    502: "The cloud worker could not be started; nothing was changed.",
-    503: "The database is unavailable, timed out, or another writer holds the run (`run_busy`); "
-    "nothing was changed, retry after `Retry-After` seconds.",
-}
-
-
-def _error_response(status: int) -> dict[str, Any]:
-    # The error body's shape is the host's EXCEPTION_HANDLER's to decide (the demo uses
-    # drf-standardized-errors), so it is documented as an object, not a fixed layout.
-    return {
-        "description": ERROR_DESCRIPTIONS[status],
-        "content": {"application/json": {"schema": {"type": "object", "additionalProperties": {}}}},
-    }
 
 
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]

@@ -213,9 +213,18 @@ class SecondsField(serializers.Field):  # type: ignore[type-arg]
         return int(value.total_seconds())
 
 
+@extend_schema_field({"type": "object", "additionalProperties": {}})
+class StateField(serializers.JSONField):
+    """A run's state as answered: always a JSON object (the model's JSONField says only "JSON")."""
+
+
 class TaskRunSerializer(serializers.ModelSerializer[Any]):
     """A run as every run endpoint returns it."""
 
+    state = StateField(read_only=True, help_text="The run's state: a JSON object, never null.")
+    output = serializers.JSONField(
+        read_only=True, allow_null=True, help_text="The run's output: any JSON value, or null."
+    )
     log_url = serializers.SerializerMethodField(help_text="Absolute URL of the run's log, once it has one.")
     heartbeat_timeout = SecondsField(
         read_only=True,

@@ -43,6 +43,7 @@ def test_the_wheel_holds_only_the_app(dist):
     assert top == {"taskruns", "taskruns-0.1.0.dist-info"}, top
     assert not any("taskruns_demo" in name for name in names)  # the demo command is the demo's
     assert "taskruns/management/commands/taskruns_keys.py" in names
+    assert "taskruns/openapi_examples.json" in names  # the schema's examples are read at run time
     assert "taskruns-0.1.0.dist-info/licenses/LICENSE" in names
 
 

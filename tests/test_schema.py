@@ -150,3 +150,76 @@ def test_an_independent_validator_finds_the_schema_valid(tmp_path):
     from openapi_spec_validator import validate
 
     validate(yaml.safe_load(generate(tmp_path)))  # raises on the first problem
+
+
+def operations_of(document: dict) -> dict[str, dict]:
+    return {
+        operation["operationId"]: operation
+        for methods in document["paths"].values()
+        for operation in methods.values()
+        if isinstance(operation, dict) and "operationId" in operation
+    }
+
+
+def test_each_operation_has_its_own_description_pointing_at_the_readme(tmp_path):
+    from taskruns.apidocs import SECTIONS
+
+    operations = operations_of(yaml.safe_load(generate(tmp_path)))
+    descriptions = {name: operation.get("description", "") for name, operation in operations.items()}
+    shared = [name for name, text in descriptions.items() if list(descriptions.values()).count(text) > 1]
+    assert shared == []
+    assert [name for name, text in descriptions.items() if "taskruns README" not in text] == []
+    readme = (ROOT / "README.md").read_text()
+    for section in SECTIONS.values():
+        assert re.search(rf"^(\*\*|#+ ){re.escape(section)}", readme, re.M), section
+    patch = descriptions["tasks_runs_partial_update"]
+    for rule in ("state_remove_keys", "state_append", "invalid_transition", "protected_key", "If-Match"):
+        assert rule in patch
+
+
+def test_the_patch_description_shows_the_transition_table_in_force(tmp_path, settings):
+    def queued_row() -> str:
+        patch = operations_of(yaml.safe_load(generate(tmp_path)))["tasks_runs_partial_update"]
+        return next(line for line in patch["description"].splitlines() if line.startswith("| queued |"))
+
+    assert queued_row() == "| queued | ✗ | = | ✓ | ✓ | ✓ | ✓ |"
+    table = {status: [] for status in ("not_started", "in_progress", "completed", "failed", "cancelled")}
+    settings.TASKRUNS = {**settings.TASKRUNS, "TRANSITIONS": {**table, "queued": ["in_progress"]}}
+    assert queued_row() == "| queued | ✗ | = | ✓ | ✗ | ✗ | ✗ |"
+
+
+def test_errors_are_components_naming_their_codes(tmp_path):
+    """Every error the app raises has its status documented, and its code in that status's
+    component; the body's shape is the default handler's."""
+    from taskruns.exceptions import TaskRunsError
+    from taskruns.openapi_errors import ERROR_STATUSES, _app_errors
+
+    document = yaml.safe_load(generate(tmp_path))
+    components = document["components"]["schemas"]
+    for error in _app_errors():
+        if error is TaskRunsError:
+            continue
+        component = components[ERROR_STATUSES[error.status_code].component]
+        codes = component["properties"]["errors"]["items"]["properties"]["code"]["enum"]
+        assert error.default_code in codes, error
+    conflict = operations_of(document)["tasks_runs_partial_update"]["responses"]["409"]
+    assert conflict["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ConflictErrorResponse"
+    }
+    assert components["UnauthorizedErrorResponse"]["properties"]["errors"]["items"]["properties"]["code"][
+        "enum"
+    ] == [
+        "authentication_failed",
+        "invalid_api_key",
+        "not_authenticated",
+    ]
+
+
+def test_a_host_handler_gets_open_error_bodies(tmp_path, settings):
+    settings.TASKRUNS = {**settings.TASKRUNS, "EXCEPTION_HANDLER": "rest_framework.views.exception_handler"}
+    document = yaml.safe_load(generate(tmp_path))
+    assert not [name for name in document["components"]["schemas"] if name.endswith("ErrorResponse")]
+    patch = operations_of(document)["tasks_runs_partial_update"]["responses"]
+    assert patch["409"]["content"]["application/json"] == {
+        "schema": {"type": "object", "additionalProperties": {}}
+    }
