@@ -242,7 +242,7 @@ def normalized(value: Any, key: str = "") -> Any:
         return {k: normalized(v, k) for k, v in value.items()}
     if isinstance(value, list):
         return [normalized(item) for item in value]
-    if isinstance(value, int) and not isinstance(value, bool) and key in ("id", "project"):
+    if isinstance(value, int) and not isinstance(value, bool) and key in ("id", "project", "created_by"):
         return "<int>"
     if isinstance(value, str):
         for pattern, mask in (
