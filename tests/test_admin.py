@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC
 
 from taskruns.keys import hash_key
 from taskruns.models import ApiKey, TaskRun
@@ -150,6 +151,17 @@ def test_revoke_action_disables_keys(admin_client, user, run):
     assert ApiKey.objects.get(pk=key.pk).revoked_at is not None
     admin_client.logout()
     assert admin_client.get(run_url(run), HTTP_AUTHORIZATION=f"Bearer {raw}").status_code == 401
+
+
+def test_the_key_list_shows_revocation_to_the_second(admin_client, user):
+    from taskruns.keys import issue_key
+
+    key, _raw = issue_key(user, "retired")
+    admin_client.post("/admin/taskruns/apikey/", {"action": "revoke_keys", "_selected_action": [key.pk]})
+    revoked_at = ApiKey.objects.get(pk=key.pk).revoked_at
+    page = admin_client.get("/admin/taskruns/apikey/").content.decode()
+    assert "Revoked (UTC)" in page
+    assert revoked_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") in page
 
 
 def test_the_key_list_searches_by_the_user_models_login_field(admin_client, user):
