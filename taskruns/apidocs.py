@@ -161,6 +161,30 @@ DESCRIPTIONS: dict[str, str] = {
 }
 
 
+#: Each operation's title in Swagger UI's list and Redoc's menu (otherwise its operation id).
+SUMMARIES: dict[str, str] = {
+    "projects_list": "The projects you can see",
+    "tasks_list": "List a project's tasks",
+    "tasks_create": "Create a task",
+    "tasks_retrieve": "Read a task",
+    "tasks_partial_update": "Change a task",
+    "tasks_destroy": "Delete a task (softly)",
+    "tasks_runs_list": "List a task's runs",
+    "runs_list": "List a project's runs",
+    "tasks_runs_create": "Start a run",
+    "tasks_runs_retrieve": "Read a run",
+    "tasks_runs_partial_update": "Update a run (PatchedTaskRunUpdate)",
+    "tasks_runs_resume_in_cloud_create": "Resume a run in cloud",
+    "tasks_runs_set_output_partial_update": "Set a run's output",
+    "tasks_runs_append_log_create": "Append to a run's log",
+    "tasks_runs_logs_retrieve": "Read a run's log",
+    "tasks_runs_events_list": "Read a run's history",
+    "tasks_runs_cancel_create": "Cancel a run",
+    "tasks_runs_heartbeat_create": "Send a heartbeat",
+    "tasks_runs_stream_retrieve": "Watch a run live (Server-Sent Events)",
+}
+
+
 def describe(operation_id: str) -> str | None:
     """The description of an operation, or None to keep drf-spectacular's own."""
     if operation_id == "tasks_runs_partial_update":

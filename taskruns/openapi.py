@@ -15,7 +15,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSe
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.settings import spectacular_settings
 
-from .apidocs import describe
+from .apidocs import SUMMARIES, describe
 from .openapi_errors import error_response
 from .openapi_examples import attach_examples
 
@@ -91,6 +91,8 @@ class TaskRunsAutoSchema(AutoSchema):
             description = describe(operation["operationId"])
             if description is not None:
                 operation["description"] = description
+            if operation["operationId"] in SUMMARIES:
+                operation["summary"] = SUMMARIES[operation["operationId"]]
             attach_examples(operation)
             if (
                 self.method == "GET"

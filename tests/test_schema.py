@@ -169,6 +169,7 @@ def test_each_operation_has_its_own_description_pointing_at_the_readme(tmp_path)
     shared = [name for name, text in descriptions.items() if list(descriptions.values()).count(text) > 1]
     assert shared == []
     assert [name for name, text in descriptions.items() if "taskruns README" not in text] == []
+    assert [name for name, operation in operations.items() if not operation.get("summary")] == []
     readme = (ROOT / "README.md").read_text()
     for section in SECTIONS.values():
         assert re.search(rf"^(\*\*|#+ ){re.escape(section)}", readme, re.M), section

@@ -24,7 +24,7 @@ class ProjectViewSet(mixins.ListModelMixin, ProjectScopedViewSet):
     def check_reachable(self) -> None:
         pass  # the list itself is scoped; there is no parent resource to hide
 
-    @extend_schema(operation_id="projects_list", summary="The projects you can see")
+    @extend_schema(operation_id="projects_list")
     def list(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         """The projects this caller can see, oldest first, with the addresses of each one's tasks
         and runs. Paged like every list (`limit`, `offset`)."""
