@@ -10,6 +10,7 @@ encrypted, cookie).
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,8 @@ from django.http import Http404, HttpResponseBadRequest
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
@@ -74,12 +76,30 @@ class ScopedAdmin(ModelAdmin):
         return super().formfield_for_manytomany(db_field, request, **kwargs)
 
 
+def seconds(moment: Any) -> str:
+    """A time to the second, in UTC, on one line."""
+    return "—" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def utc_seconds(field: str, label: str) -> Any:
+    """An admin column or read-only field showing the model's time ``field`` with seconds()
+    (Django's own display follows the host's DATETIME_FORMAT, to the minute by default)."""
+
+    @admin.display(description=label, ordering=field)
+    def show(self: Any, obj: Any) -> str:
+        return seconds(getattr(obj, field))
+
+    return show
+
+
 @admin.register(Project)
 class ProjectAdmin(ScopedAdmin):
     project_path = "pk"
-    list_display = ["name", "id", "created_at"]
+    list_display = ["name", "id", "created"]
     search_fields = ["name"]
     filter_horizontal = ["members"]
+
+    created = utc_seconds("created_at", _("created (UTC)"))
 
 
 class ReadOnlyInline(TabularInline):
@@ -97,18 +117,24 @@ class ReadOnlyInline(TabularInline):
 
 class TaskRunInline(ReadOnlyInline):
     model = TaskRun
-    fields = ["id", "status", "environment", "stage", "branch", "version", "updated_at"]
+    fields = ["id", "status", "environment", "stage", "branch", "version", "updated"]
     show_change_link = True
     ordering = ["-created_at"]
+
+    updated = utc_seconds("updated_at", _("updated (UTC)"))
 
 
 @admin.register(Task)
 class TaskAdmin(ScopedAdmin):
-    list_display = ["title", "project", "repository", "created_at", "deleted_at"]
+    list_display = ["title", "project", "repository", "created", "deleted"]
     list_filter = [("project", admin.RelatedOnlyFieldListFilter), ("deleted_at", admin.EmptyFieldListFilter)]
     search_fields = ["title", "repository"]
-    readonly_fields = ["id", "created_by", "created_at", "updated_at"]
+    readonly_fields = ["id", "created_by", "created", "updated"]
     inlines = [TaskRunInline]
+
+    created = utc_seconds("created_at", _("created (UTC)"))
+    updated = utc_seconds("updated_at", _("updated (UTC)"))
+    deleted = utc_seconds("deleted_at", _("deleted (UTC)"))
 
     def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
         # A task is deleted through the API (softly: its runs are records and stay); the admin
@@ -204,11 +230,6 @@ def status_badge(status: str) -> str:
     )
 
 
-def seconds(moment: Any) -> str:
-    """A time to the second, in UTC, on one line."""
-    return "—" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
 class TaskRunEventInline(ReadOnlyInline):
     """The run's history, read-only: events are append-only."""
 
@@ -251,16 +272,17 @@ class StaleFilter(admin.SimpleListFilter):
 
 @admin.register(TaskRun)
 class TaskRunAdmin(ScopedAdmin):
+    # Fits beside the navigation and the filters at 1280 pixels: the project is the task's (and
+    # a filter), the environment shares the status's cell, and a task title or a branch may
+    # wrap (Django keeps a foreign key's cell on one line).
     list_display = [
         "short_id",
-        "task",
-        "project",
+        "task_title",
         "status_label",
-        "environment",
         "stage",
-        "branch",
+        "branch_label",
         "version",
-        "updated",
+        "updated_short",
         "is_stale",
     ]
     list_filter = ["status", "environment", StaleFilter, ("project", admin.RelatedOnlyFieldListFilter)]
@@ -279,14 +301,14 @@ class TaskRunAdmin(ScopedAdmin):
         "output_json",
         "version",
         "log_entry_count",
-        "created_at",
-        "updated_at",
-        "started_at",
-        "completed_at",
-        "status_changed_at",
-        "last_heartbeat_at",
+        "created",
+        "updated",
+        "started",
+        "completed",
+        "status_changed",
+        "last_heartbeat",
         "heartbeat_timeout",
-        "cancel_requested_at",
+        "cancel_requested",
         "error_code",
         "timeline",
     ]
@@ -358,11 +380,28 @@ class TaskRunAdmin(ScopedAdmin):
 
     @admin.display(description=_("status"), ordering="status")
     def status_label(self, run: TaskRun) -> str:
-        return status_badge(run.status)
+        return format_html("{}<br><small>{}</small>", status_badge(run.status), run.environment)
 
-    @admin.display(description=_("updated (UTC)"), ordering="updated_at")
-    def updated(self, run: TaskRun) -> str:
-        return seconds(run.updated_at)
+    @admin.display(description=_("task"), ordering="task__title")
+    def task_title(self, run: TaskRun) -> str:
+        return run.task.title
+
+    @admin.display(description=_("branch"), ordering="branch")
+    def branch_label(self, run: TaskRun) -> str:
+        if not run.branch:
+            return "-"
+        parts = re.split(r"(?<=[/_.-])", run.branch)
+        return format_html_join(mark_safe("<wbr>"), "{}", ((part,) for part in parts))
+
+    created = utc_seconds("created_at", _("created (UTC)"))
+    updated = utc_seconds("updated_at", _("updated (UTC)"))
+    #: The run list's column: "(UTC)" would make the header wider than the time under it.
+    updated_short = utc_seconds("updated_at", _("updated"))
+    started = utc_seconds("started_at", _("started (UTC)"))
+    completed = utc_seconds("completed_at", _("completed (UTC)"))
+    status_changed = utc_seconds("status_changed_at", _("status changed (UTC)"))
+    last_heartbeat = utc_seconds("last_heartbeat_at", _("last heartbeat (UTC)"))
+    cancel_requested = utc_seconds("cancel_requested_at", _("cancel requested (UTC)"))
 
     @admin.display(description=_("time in each status"))
     def timeline(self, run: TaskRun) -> str:
@@ -431,28 +470,28 @@ class TaskRunAdmin(ScopedAdmin):
 class ApiKeyAdmin(ModelAdmin):
     created_template = "admin/taskruns/apikey/created.html"
 
-    # Times to the second on one line each, so that every column, revocation included, fits a
-    # 1280-pixel screen (Django's own format wraps each over three lines).
-    list_display = ["name", "user", "prefix", "created", "last_used", "expires", "revoked"]
+    # Times to the second, and revocation and expiry in one column, so that every column fits
+    # a 1280-pixel screen beside the filters (Django's own format wraps each over three lines).
+    list_display = ["name", "user", "prefix", "created", "last_used", "key_state"]
     list_filter = [("revoked_at", admin.EmptyFieldListFilter), ("expires_at", admin.EmptyFieldListFilter)]
     filter_horizontal = ["projects"]
     actions = ["revoke_keys"]
 
-    @admin.display(description=_("created (UTC)"), ordering="created_at")
-    def created(self, key: ApiKey) -> str:
-        return seconds(key.created_at)
+    created = utc_seconds("created_at", _("created (UTC)"))
+    last_used = utc_seconds("last_used_at", _("last used (UTC)"))
+    revoked = utc_seconds("revoked_at", _("revoked (UTC)"))
 
-    @admin.display(description=_("last used (UTC)"), ordering="last_used_at")
-    def last_used(self, key: ApiKey) -> str:
-        return seconds(key.last_used_at)
-
-    @admin.display(description=_("expires (UTC)"), ordering="expires_at")
-    def expires(self, key: ApiKey) -> str:
-        return seconds(key.expires_at)
-
-    @admin.display(description=_("revoked (UTC)"), ordering="revoked_at")
-    def revoked(self, key: ApiKey) -> str:
-        return seconds(key.revoked_at)
+    @admin.display(description=_("state (UTC)"), ordering="revoked_at")
+    def key_state(self, key: ApiKey) -> str:
+        """Revoked, expired, expiring or active, with the moment: one column where three would
+        not fit beside the filters at 1280 pixels."""
+        if key.revoked_at is not None:
+            return format_html("{} {}", _("revoked"), seconds(key.revoked_at))
+        if key.expires_at is not None:
+            return format_html(
+                "{} {}", _("expired") if key.is_expired() else _("expires"), seconds(key.expires_at)
+            )
+        return str(_("active"))
 
     def get_search_fields(self, request: Any) -> Any:
         # The host's user model names its login field (username, email…).
@@ -461,7 +500,7 @@ class ApiKeyAdmin(ModelAdmin):
     def get_readonly_fields(self, request: Any, obj: Any = None) -> Any:
         if obj is None:
             return []
-        return ["user", "prefix", "created_at", "last_used_at", "revoked_at"]
+        return ["user", "prefix", "created", "last_used", "revoked"]
 
     def get_fields(self, request: Any, obj: Any = None) -> Any:
         if obj is None:
@@ -471,10 +510,10 @@ class ApiKeyAdmin(ModelAdmin):
             "name",
             "prefix",
             "projects",
-            "created_at",
-            "last_used_at",
+            "created",
+            "last_used",
             "expires_at",
-            "revoked_at",
+            "revoked",
         ]
 
     def get_queryset(self, request: Any) -> Any:

@@ -9,7 +9,7 @@ import os
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from rest_framework.test import APIClient
@@ -122,3 +122,34 @@ def fresh_request_rates():
     from taskruns.conf import app_settings
 
     caches[app_settings.THROTTLE_CACHE].clear()
+
+
+@pytest.fixture
+def page(monkeypatch):
+    """A fresh page at 1280 × 900; ``page.outside`` lists the requests that left the machine
+    (a request the page's Content-Security-Policy stopped was never sent and is not listed)."""
+    from playwright.sync_api import sync_playwright
+
+    from .browser import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, leaves_the_machine
+
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes
+    # around it are plain synchronous calls.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            sent: list[str] = []
+            blocked: set[str] = set()
+            page.on("request", lambda request: sent.append(request.url))
+            page.on(
+                "requestfailed",
+                lambda request: blocked.add(request.url) if request.failure == "csp" else None,
+            )
+            page.outside = lambda: [url for url in sent if leaves_the_machine(url) and url not in blocked]
+            yield page
+        finally:
+            browser.close()
+            # The ORM calls made while Playwright runs get their own connection (Playwright's
+            # greenlet has its own context); close it so the test database can be dropped.
+            connections.close_all()

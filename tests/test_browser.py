@@ -5,44 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import connections
 
 from taskruns import updates
 from taskruns.models import Project, Task, TaskRun
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-@pytest.fixture
-def page(monkeypatch):
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes
-    # around it are plain synchronous calls.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield browser.new_page()
-        finally:
-            browser.close()
-            # The ORM calls made while Playwright runs get their own connection (Playwright's
-            # greenlet has its own context); close it so the test database can be dropped.
-            connections.close_all()
 
 
 @pytest.fixture
@@ -94,10 +64,6 @@ def test_the_admin_live_page_shows_an_api_patch_without_reloading(page, tmp_path
     database = tmp_path / "db.sqlite3"
     with serve_demo(f"sqlite:///{database}", {"DJANGO_DEBUG": "1"}, server="uvicorn") as app:
         base = app["base"]
-        outside = []
-        page.on(
-            "request", lambda request: None if request.url.startswith(base) else outside.append(request.url)
-        )
         live = f"/admin/taskruns/taskrun/{app['run_id']}/live/"
         page.goto(f"{base}/admin/login/?next={live}")
         page.fill("#id_username", app["username"])
@@ -125,7 +91,7 @@ def test_the_admin_live_page_shows_an_api_patch_without_reloading(page, tmp_path
         artifacts = os.path.join(os.path.dirname(__file__), "artifacts")
         os.makedirs(artifacts, exist_ok=True)
         page.screenshot(path=os.path.join(artifacts, "admin-live-page.png"), full_page=True)
-    assert outside == []
+    assert page.outside() == []
 
 
 @pytest.mark.parametrize(
@@ -134,15 +100,7 @@ def test_the_admin_live_page_shows_an_api_patch_without_reloading(page, tmp_path
 def test_the_api_docs_render_without_any_outside_request(transactional_db, page, live_server, path, rendered):
     """Redoc and Swagger UI come from local assets (drf-spectacular-sidecar); nothing they load
     leaves the server — Redoc's own footer logo from its CDN included (config/templates)."""
-    outside, blocked = [], []
-    local = (live_server.url, f"blob:{live_server.url}", "data:")
-    page.on("request", lambda request: None if request.url.startswith(local) else outside.append(request.url))
-    # A request the page's Content-Security-Policy refuses fails in the browser ("csp"): it is
-    # never sent.
-    page.on(
-        "requestfailed", lambda request: blocked.append(request.url) if request.failure == "csp" else None
-    )
     page.goto(f"{live_server.url}{path}")
     page.wait_for_selector(rendered, timeout=30_000)
     page.wait_for_load_state("networkidle")
-    assert [url for url in outside if url not in blocked] == []
+    assert page.outside() == []
