@@ -81,7 +81,7 @@ def seconds(moment: Any) -> str:
     return "—" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def utc_seconds(field: str, label: str) -> Any:
+def utc_seconds(field: str, label: Any) -> Any:
     """An admin column or read-only field showing the model's time ``field`` with seconds()
     (Django's own display follows the host's DATETIME_FORMAT, to the minute by default)."""
 
