@@ -34,6 +34,18 @@ def leaves_the_machine(url: str) -> bool:
     return parts.hostname not in LOCAL_HOSTS
 
 
+def operator_with_task(title: str):
+    """A superuser ("operator" / "secret-pw") who is a member of a project with one task."""
+    from django.contrib.auth import get_user_model
+
+    from taskruns.models import Project, Task
+
+    user = get_user_model().objects.create_superuser("operator", password="secret-pw")
+    project = Project.objects.create(name="Browser project")
+    project.members.add(user)
+    return user, Task.objects.create(project=project, title=title, created_by=user)
+
+
 def log_in(page, login_url: str, username: str, password: str, lands_on: str) -> None:
     page.goto(login_url)
     page.fill("#id_username", username)

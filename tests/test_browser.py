@@ -7,20 +7,18 @@ import json
 import os
 
 import pytest
-from django.contrib.auth import get_user_model
 
 from taskruns import updates
-from taskruns.models import Project, Task, TaskRun
+from taskruns.models import TaskRun
+
+from .browser import operator_with_task
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
 def demo_run():
-    user = get_user_model().objects.create_superuser("operator", password="secret-pw")
-    project = Project.objects.create(name="Browser project")
-    project.members.add(user)
-    task = Task.objects.create(project=project, title="Browser task", created_by=user)
+    _user, task = operator_with_task("Browser task")
     return updates.create_run(task)
 
 

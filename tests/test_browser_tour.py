@@ -8,13 +8,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.contrib.auth import get_user_model
 
 from taskruns import updates
+from taskruns.admin import TaskRunAdmin
 from taskruns.keys import issue_key
-from taskruns.models import Project, Task, TaskRun
+from taskruns.models import TaskRun
 
-from .browser import log_in, snapshot
+from .browser import log_in, operator_with_task, snapshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -24,11 +24,7 @@ POST_BUTTON = "#post-generic-content-form button"
 
 @pytest.fixture
 def operator():
-    user = get_user_model().objects.create_superuser("operator", password="secret-pw")
-    project = Project.objects.create(name="Tour project")
-    project.members.add(user)
-    task = Task.objects.create(project=project, title="Fix the flaky checkout test", created_by=user)
-    return user, task
+    return operator_with_task("Fix the flaky checkout test")
 
 
 def submit_as_offered(page, button: str, method: str) -> int:
@@ -153,19 +149,7 @@ def test_the_admin_at_1280_pixels(page, live_server, operator):
 
     # The run list: the columns that matter fit the screen.
     page.goto(f"{api}taskruns/taskrun/")
-    columns = [
-        f"th.column-{name}"
-        for name in (
-            "short_id",
-            "task_title",
-            "status_label",
-            "stage",
-            "branch_label",
-            "version",
-            "updated_short",
-            "is_stale",
-        )
-    ]
+    columns = [f"th.column-{name}" for name in TaskRunAdmin.list_display]
     snapshot(page, "admin-run-list", [*columns, ".taskruns-status"])
 
     # The key list: revocation included.
