@@ -101,6 +101,14 @@ class ProjectAdmin(ScopedAdmin):
 
     created = utc_seconds("created_at", _("created (UTC)"))
 
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        # Deleting a project deletes its tasks and runs, which the admin never deletes (runs are
+        # records): the button is offered only for a project that has neither, and there is no
+        # bulk delete that would end on "your account doesn't have permission".
+        if obj is None or obj.tasks.exists() or obj.runs.exists():
+            return False
+        return super().has_delete_permission(request, obj)
+
 
 class ReadOnlyInline(TabularInline):
     """An inline that only shows rows: runs and events are never added or deleted here."""

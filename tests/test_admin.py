@@ -6,7 +6,7 @@ import re
 from datetime import UTC
 
 from taskruns.keys import hash_key
-from taskruns.models import ApiKey, TaskRun
+from taskruns.models import ApiKey, Project, TaskRun
 
 from .conftest import run_url
 
@@ -63,6 +63,21 @@ def test_tasks_offer_no_delete_in_the_admin(admin_client, task):
     page = admin_client.get(f"/admin/taskruns/task/{task.pk}/change/").content.decode()
     assert "deletelink" not in page
     assert admin_client.get(f"/admin/taskruns/task/{task.pk}/delete/").status_code == 403
+
+
+def test_only_a_project_without_tasks_offers_delete(admin_client, task):
+    project = task.project
+    page = admin_client.get(f"/admin/taskruns/project/{project.pk}/change/").content.decode()
+    assert "deletelink" not in page
+    assert admin_client.get(f"/admin/taskruns/project/{project.pk}/delete/").status_code == 403
+    listing = admin_client.get("/admin/taskruns/project/").content.decode()
+    assert "delete_selected" not in listing
+    empty = Project.objects.create(name="Empty")
+    page = admin_client.get(f"/admin/taskruns/project/{empty.pk}/change/").content.decode()
+    assert "deletelink" in page
+    admin_client.post(f"/admin/taskruns/project/{empty.pk}/delete/", {"post": "yes"})
+    assert not Project.objects.filter(pk=empty.pk).exists()
+    assert Project.objects.filter(pk=project.pk).exists()
 
 
 def test_status_action_changes_allowed_runs_and_reports_the_rest(admin_client, task, run):
