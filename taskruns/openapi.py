@@ -166,3 +166,15 @@ class PatchedTaskRunUpdateSchema(OpenApiSerializerExtension):  # type: ignore[no
         schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
         schema["properties"].pop("state_append", None)
         return schema
+
+
+class SetOutputSchema(OpenApiSerializerExtension):  # type: ignore[no-untyped-call]
+    """``set_output`` is a PATCH, so drf-spectacular makes its body's fields optional; its
+    ``output`` is required (a body without one is a 400 ``required``)."""
+
+    target_class = "taskruns.serializers.SetOutputSerializer"
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> Any:
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        schema["required"] = ["output"]
+        return schema

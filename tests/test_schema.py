@@ -10,6 +10,8 @@ from pathlib import Path
 import yaml
 from django.core.management import call_command
 
+from .conftest import mount
+
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = ROOT / "openapi.yml"
 GENERATED = ROOT / "openapi.generated.yml"
@@ -223,4 +225,18 @@ def test_a_host_handler_gets_open_error_bodies(tmp_path, settings):
     patch = operations_of(document)["tasks_runs_partial_update"]["responses"]
     assert patch["409"]["content"]["application/json"] == {
         "schema": {"type": "object", "additionalProperties": {}}
+    }
+
+
+def test_set_outputs_body_requires_its_output(tmp_path, api, run):
+    components = yaml.safe_load(generate(tmp_path))["components"]["schemas"]
+    assert components["PatchedSetOutput"]["required"] == ["output"]
+    response = api.patch(
+        f"{mount()}projects/{run.project_id}/tasks/{run.task_id}/runs/{run.pk}/set_output/", {}
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0] == {
+        "code": "required",
+        "detail": "This field is required.",
+        "attr": "output",
     }
