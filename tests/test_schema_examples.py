@@ -228,6 +228,19 @@ def scenario(recorder: Recorder, project: Project, raw_key: str) -> None:
     )
     send("tasks_runs_events_list", "history", "The run's history", "get", f"{url}events/", **key)
     send("tasks_runs_list", "page", "The task's runs", "get", runs, **key)
+    send("runs_list", "page", "The project's runs", "get", f"{mount()}projects/{project.pk}/runs/", **key)
+    send(
+        "tasks_partial_update",
+        "describe",
+        "Change a task's description",
+        "patch",
+        f"{tasks}{task['id']}/",
+        {"description": "Fails one run in ten on CI; the payment mock is shared between tests."},
+        **key,
+    )
+    send("tasks_retrieve", "task", "A task", "get", f"{tasks}{task['id']}/", **key)
+    send("tasks_list", "page", "The project's tasks", "get", tasks, **key)
+    send("projects_list", "page", "The projects you can see", "get", f"{mount()}projects/", **key)
 
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
