@@ -10,7 +10,7 @@ from html.parser import HTMLParser
 import pytest
 
 from taskruns import updates
-from taskruns.models import Task, TaskRun
+from taskruns.models import Project, Task, TaskRun
 
 from .conftest import run_url, runs_url, stored, tasks_url
 
@@ -152,3 +152,26 @@ def test_after_an_accepted_submit_the_form_is_offered_afresh(browser, run):
     assert response.status_code == 200
     form = json.loads(offered(response, "PATCH"))
     assert (form["status"], form["stage"]) == ("in_progress", "plan")
+
+
+def test_the_run_action_forms_are_accepted_as_offered(browser, run):
+    """set_output offers the current output (null is refused), append_log an entry to fill in
+    (an empty list is refused), cancel an empty reason."""
+    content = offered(browser.get(run_url(run, "set_output"), HTTP_ACCEPT=HTML), "PATCH")
+    assert json.loads(content) == {"output": {}}
+    assert submit(browser, "PATCH", run_url(run, "set_output"), content).status_code == 200
+    assert stored(run)["output"] == {}
+    content = offered(browser.get(run_url(run, "append_log"), HTTP_ACCEPT=HTML), "POST")
+    assert submit(browser, "POST", run_url(run, "append_log"), content).status_code == 200
+    assert stored(run)["log_entry_count"] == 1
+    content = offered(browser.get(run_url(run, "cancel"), HTTP_ACCEPT=HTML), "POST")
+    assert submit(browser, "POST", run_url(run, "cancel"), content).status_code == 200
+    assert stored(run)["status"] == "cancelled"
+
+
+def test_an_out_of_scope_action_page_offers_nothing_of_the_run(browser, task):
+    other = updates.create_run(Task.objects.create(project=Project.objects.create(name="Other"), title="x"))
+    TaskRun.objects.filter(pk=other.pk).update(output={"secret": "not yours"})
+    response = browser.get(run_url(other, "set_output"), HTTP_ACCEPT=HTML)
+    assert response.status_code == 405  # as for any id: the method, before the run is looked up
+    assert "not yours" not in response.content.decode()

@@ -13,7 +13,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -145,7 +145,7 @@ class TaskRunViewSet(
 
     def offered_form(self, method: str, instance: TaskRun | None) -> dict[str, Any] | None:
         """The browsable API's forms (taskruns.browsable): a new run as the server would start
-        it, and a PATCH of the run's current values."""
+        it, a PATCH of the run's current values, its current output, a log entry to fill in."""
         if method == "POST" and self.action in ("list", "create"):
             return {"environment": "local", "status": "queued", "branch": None, "stage": None, "state": {}}
         if (
@@ -154,6 +154,17 @@ class TaskRunViewSet(
             and isinstance(instance, TaskRun)
         ):
             return run_patch_form(instance)
+        # An action's page answers GET with 405, before DRF names the action: its route's methods
+        # say which it is.
+        routed = set(self.action_map.values())
+        if method == "PATCH" and "set_output" in routed:
+            try:
+                output = self.get_object().output
+            except APIException:  # the page is an error already (a 404)
+                return None
+            return {"output": {} if output is None else output}
+        if method == "POST" and "append_log" in routed:
+            return {"entries": [{"message": ""}]}
         return None
 
     def perform_create(self, serializer: Any, task: Task) -> TaskRun:
