@@ -184,7 +184,9 @@ class TaskRun(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.task_id} run {self.id} ({self.status})"
+        # Short: the admin's breadcrumbs, history and messages name a run by it (two full UUIDs
+        # crowded the page); the id's first eight hex digits are what the run list shows.
+        return f"run {str(self.id)[:8]} ({self.status})"
 
     def get_absolute_url(self) -> str:
         return reverse(

@@ -183,6 +183,9 @@ def test_the_admin_at_1280_pixels(page, live_server, operator):
     page.goto(f"{api}taskruns/taskrun/{finished.pk}/change/")
     heading = page.inner_text("#content h2")
     assert "Fix the flaky checkout test" in heading and str(finished.pk)[:8] in heading
+    snapshot(
+        page, "admin-run-page", ["#content h2", ".object-tools a.historylink", ".object-tools a.viewsitelink"]
+    )
     page.locator("svg.taskruns-timeline").scroll_into_view_if_needed()
     snapshot(page, "admin-run-timeline", ["svg.taskruns-timeline", ".taskruns-timeline-legend"])
     assert page.outside() == []
