@@ -37,6 +37,8 @@ import urllib.request
 from contextlib import contextmanager
 from typing import Any
 
+from tests.live import wait_until_answering
+
 from . import run as bench
 
 PATCHES = 20
@@ -69,12 +71,7 @@ def uvicorn(workers: int, port: int, settings: dict | None = None):
         start_new_session=True,
     )
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/schema/", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.2)
+        wait_until_answering(f"http://127.0.0.1:{port}")
         yield
     finally:
         os.killpg(server.pid, signal.SIGTERM)

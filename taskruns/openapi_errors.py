@@ -28,7 +28,8 @@ class ErrorStatus:
     #: DRF's exceptions of this status the app's views raise (the app's own are found by status).
     raised: tuple[type[drf.APIException], ...] = ()
     extra_codes: tuple[str, ...] = ()
-    #: Properties the app's views add next to the handler's body (TaskRunsError.extra).
+    #: Properties the app's views add next to the handler's body (TaskRunsError.extra) besides
+    #: ``code``, which every status the app's own errors answer with carries.
     facts: dict[str, Any] = field(default_factory=dict)
     #: Whether any code may appear (validation errors: each field's validators have their own).
     open_codes: bool = False
@@ -74,7 +75,6 @@ ERROR_STATUSES: dict[int, ErrorStatus] = {
         "Refused by the run's current status: `current_status`, and for a transition the "
         "`allowed_statuses` it could move to.",
         facts={
-            "code": CODE,
             "current_status": {"type": "string"},
             "allowed_statuses": {"type": "array", "items": {"type": "string"}},
         },
@@ -82,14 +82,12 @@ ERROR_STATUSES: dict[int, ErrorStatus] = {
     411: ErrorStatus(
         "LengthRequiredErrorResponse",
         "A body without a declared length (`Transfer-Encoding: chunked`): send `Content-Length`.",
-        facts={"code": CODE},
     ),
     412: ErrorStatus(
         "PreconditionFailedErrorResponse",
         "`If-Match` names a version the run no longer has: the body carries the current `run` "
         "(and the response its `ETag`).",
         facts={
-            "code": CODE,
             "current_status": {"type": "string"},
             "current_version": {"type": "integer"},
             "run": {"$ref": "#/components/schemas/TaskRun"},
@@ -99,7 +97,7 @@ ERROR_STATUSES: dict[int, ErrorStatus] = {
         "TooLargeErrorResponse",
         "The body, or the run's state, output or log after this write, would pass its limit "
         "(`limit`, in bytes or entries).",
-        facts={"code": CODE, "limit": {"type": "integer"}, "limit_bytes": {"type": "integer"}},
+        facts={"limit": {"type": "integer"}, "limit_bytes": {"type": "integer"}},
     ),
     415: ErrorStatus(
         "UnsupportedMediaTypeErrorResponse",
@@ -114,13 +112,11 @@ ERROR_STATUSES: dict[int, ErrorStatus] = {
     502: ErrorStatus(
         "CloudStartFailedErrorResponse",
         "The cloud worker could not be started; nothing was changed.",
-        facts={"code": CODE},
     ),
     503: ErrorStatus(
         "UnavailableErrorResponse",
         "The database is unavailable or timed out, or another writer holds the run (`run_busy`): "
         "nothing was changed; retry after `Retry-After` seconds.",
-        facts={"code": CODE},
     ),
 }
 
@@ -128,9 +124,19 @@ ERROR_STATUSES: dict[int, ErrorStatus] = {
 def error_codes(status: int) -> list[str]:
     """Every code an error of ``status`` can carry on the app's routes (400: the non-field ones)."""
     spec = ERROR_STATUSES[status]
-    codes = {cls.default_code for cls in _app_errors() if cls.status_code == status}
+    codes = set(_app_codes(status))
     codes |= {str(cls.default_code) for cls in spec.raised} | set(spec.extra_codes)
     return sorted(codes)
+
+
+def _app_codes(status: int) -> list[str]:
+    return [cls.default_code for cls in _app_errors() if cls.status_code == status]
+
+
+def renders_own_errors() -> bool:
+    """Whether the app's routes render errors with its default handler, the shape documented
+    here (else a host's TASKRUNS["EXCEPTION_HANDLER"] decides it)."""
+    return bool(app_settings.EXCEPTION_HANDLER == DEFAULTS["EXCEPTION_HANDLER"])
 
 
 def _app_errors() -> list[type[TaskRunsError]]:
@@ -145,7 +151,7 @@ def _app_errors() -> list[type[TaskRunsError]]:
 def error_response(status: int, registry: Any) -> dict[str, Any]:
     """The ``responses`` entry of an error status, its component registered on first use."""
     spec = ERROR_STATUSES[status]
-    if app_settings.EXCEPTION_HANDLER != DEFAULTS["EXCEPTION_HANDLER"]:
+    if not renders_own_errors():
         schema: dict[str, Any] = {"type": "object", "additionalProperties": {}}
     else:
         component = ResolvedComponent(  # type: ignore[no-untyped-call]
@@ -163,8 +169,11 @@ def _body(status: int, spec: ErrorStatus) -> dict[str, Any]:
     code: dict[str, Any] = {"type": "string"}
     if not spec.open_codes:
         code["enum"] = error_codes(status)
-    kinds = ["validation_error", "client_error"] if status == 400 else []
-    kinds = kinds or (["server_error"] if status >= 500 else ["client_error"])
+    if status >= 500:
+        kinds = ["server_error"]
+    else:
+        kinds = ["validation_error", "client_error"] if status == 400 else ["client_error"]
+    facts = {"code": CODE, **spec.facts} if _app_codes(status) else spec.facts
     entry = {
         "type": "object",
         "required": ["code", "detail", "attr"],
@@ -187,6 +196,6 @@ def _body(status: int, spec: ErrorStatus) -> dict[str, Any]:
             # enum it would become a schema-wide `TypeEnum` colliding with a host's own.
             "type": {"allOf": [{"type": "string", "enum": kinds}]},
             "errors": {"type": "array", "minItems": 1, "items": entry},
-            **spec.facts,
+            **facts,
         },
     }

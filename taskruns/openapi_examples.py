@@ -14,7 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from .conf import DEFAULTS, app_settings
+from .openapi_errors import renders_own_errors
 
 EXAMPLES_FILE = Path(__file__).with_name("openapi_examples.json")
 
@@ -33,7 +33,7 @@ def attach_examples(operation: dict[str, Any]) -> None:
     body = operation.get("requestBody", {}).get("content", {}).get("application/json")
     if body is not None and "request" in examples:
         body["examples"] = examples["request"]
-    own_errors = app_settings.EXCEPTION_HANDLER == DEFAULTS["EXCEPTION_HANDLER"]
+    own_errors = renders_own_errors()
     for status, named in examples.get("responses", {}).items():
         if int(status) >= 400 and not own_errors:
             continue

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
+from rest_framework.renderers import BrowsableAPIRenderer
 
 from .browsable import SUBMITTED_TEXT
 from .conf import app_settings
@@ -55,8 +56,9 @@ class TaskRunsJSONParser(JSONParser):
                 _("The body is not valid {encoding}.").format(encoding=encoding), code="not_utf8"
             ) from None
         request = parser_context.get("request")
-        if request is not None:
-            # Shown again in the browsable API's form if the request is refused (taskruns.browsable).
+        if isinstance(getattr(request, "accepted_renderer", None), BrowsableAPIRenderer):
+            # Shown again in the browsable API's form if the request is refused
+            # (taskruns.browsable); an API client's body is not kept past its parsing.
             setattr(request, SUBMITTED_TEXT, text)
         try:
             data = json.loads(

@@ -150,12 +150,7 @@ def serve_demo(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"{base}/api/schema/", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.2)
+        wait_until_answering(base)
         yield {
             "base": base,
             **demo,
@@ -174,6 +169,16 @@ class Answer:
     seconds: float
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
+
+
+def wait_until_answering(base: str, tries: int = 100) -> None:
+    """Wait (up to ``tries`` × 0.2 s) until a server just started answers its schema URL."""
+    for _ in range(tries):
+        try:
+            urllib.request.urlopen(f"{base}/api/schema/", timeout=2)
+            return
+        except OSError:
+            time.sleep(0.2)
 
 
 def call(

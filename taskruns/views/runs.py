@@ -147,7 +147,9 @@ class TaskRunViewSet(
         """The browsable API's forms (taskruns.browsable): a new run as the server would start
         it, a PATCH of the run's current values, its current output, a log entry to fill in."""
         if method == "POST" and self.action in ("list", "create"):
-            return {"environment": "local", "status": "queued", "branch": None, "stage": None, "state": {}}
+            defaults = TaskRunCreateSerializer().fields
+            start = {name: defaults[name].default for name in ("environment", "status")}
+            return {**start, "branch": None, "stage": None, "state": {}}
         if (
             method == "PATCH"
             and self.action in ("retrieve", "partial_update")

@@ -58,10 +58,8 @@ class TaskViewSet(
         if method == "POST":
             return {"title": "New task", "description": "", "repository": "", "json_schema": None}
         if method == "PATCH" and isinstance(instance, Task):
-            return {
-                name: getattr(instance, name)
-                for name in ("title", "description", "repository", "json_schema")
-            }
+            fields = TaskSerializer().fields
+            return {name: getattr(instance, name) for name, field in fields.items() if not field.read_only}
         return None
 
     def perform_create(self, serializer: Any) -> Any:
